@@ -1,0 +1,121 @@
+"""Shared fixtures: a fresh database per test, runs recorded without Keras, a tiny model."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tracker import settings
+from tracker.run import Run, track
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No TRACKER_* variable leaks in from the caller; relative paths land in tmp_path."""
+    for key in list(os.environ):
+        if key.startswith("TRACKER_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "tracker.db")
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> str:
+    return str(tmp_path / "ckpt")
+
+
+def loss_at(epoch: int) -> dict[str, float]:
+    return {"loss": 1.0 / (epoch + 1), "val_loss": 1.5 / (epoch + 1) + 0.01 * epoch, "accuracy": 1 - 1.0 / (epoch + 2)}
+
+
+@pytest.fixture
+def record(db: str, ckpt: str) -> Callable[..., Run]:
+    """Record a run through the real protocol (files, transactions), with numpy state instead of a model.
+
+    ``record("r", 5)`` commits epochs 0..4 with `loss_at` metrics and finishes the attempt;
+    ``finish=None`` leaves it open as a crashed writer would.
+    """
+
+    def _record(name: str, epochs: int, *, start: int | None = None, finish: str | None = "completed",
+                metrics: Callable[[int], dict[str, float]] = loss_at, **options) -> Run:
+        run = track(name, db=db, checkpoint_dir=ckpt, **options)
+        run.start()
+        first = run.initial_epoch if start is None else start
+        for epoch in range(first, epochs):
+            run.commit_epoch(epoch, metrics(epoch), {"w": np.full(4, float(epoch))}, {"format": 1})
+        if finish is not None:
+            run.set_target_epochs(epochs)
+            run.finish(finish)
+        return run
+
+    return _record
+
+
+def same_floats(a: list[float], b: list[float]) -> bool:
+    """Equal element by element, NaN equal to NaN."""
+    return len(a) == len(b) and all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="session")
+def keras_env():
+    """Keras, imported once per session, with op determinism so runs can be compared bit for bit."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    return keras
+
+
+@pytest.fixture(scope="session")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.random((48, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 48)
+
+
+@pytest.fixture
+def make_model(keras_env):
+    """``make_model(kind)``: a tiny compiled CNN, seeded so that equal calls give equal models."""
+    keras = keras_env
+
+    def _make(kind: str = "sequential"):
+        keras.utils.set_random_seed(7)
+        if kind == "sequential":
+            model = keras.Sequential([
+                keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.Flatten(), keras.layers.Dense(3),
+            ])
+        elif kind == "functional":
+            inputs = keras.Input((8, 8, 1))
+            h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+            model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+        else:
+            model = _Subclassed(keras)
+        model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        return model
+
+    return _make
+
+
+def _Subclassed(keras):
+    class Tiny(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+            self.flat = keras.layers.Flatten()
+            self.out = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.out(self.flat(self.conv(x)))
+
+    return Tiny()

@@ -1,0 +1,84 @@
+"""Real processes killed with SIGKILL at every write boundary of an epoch, then resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracker
+from tests import invariants
+from tracker.checkpoint import BOUNDARIES
+
+CHILD = Path(__file__).with_name("child_train.py")
+pytestmark = pytest.mark.slow
+
+
+def _env(db: str, ckpt: str, pause_at: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update(TRACKER_DB=db, TRACKER_CHECKPOINT_DIR=ckpt, PYTHONPATH=str(Path(__file__).parents[1]))
+    if pause_at:
+        env["TRACKER_TEST_PAUSE_AT"] = pause_at
+    return env
+
+
+def run_and_kill(command: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Start ``command``, wait until it pauses at its test boundary, and SIGKILL it there."""
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("TRACKER-PAUSED"):
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            pytest.fail(f"child exited with {proc.wait()} without reaching {env['TRACKER_TEST_PAUSE_AT']}")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+    """The curve of an uninterrupted run of the child script."""
+    tmp = tmp_path_factory.mktemp("reference")
+    db, ckpt = str(tmp / "ref.db"), str(tmp / "ckpt")
+    subprocess.run([sys.executable, str(CHILD), "ref", "6"], env=_env(db, ckpt), cwd=tmp, check=True, timeout=300)
+    return tracker.curves("ref", db=db)
+
+
+def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, list]) -> None:
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    script = [sys.executable, str(CHILD), "r", "6"]
+    # One run, killed once at each boundary of a later epoch; each restart is a real `python -m tracker.resume`.
+    committed: list[int] = []
+    for i, boundary in enumerate(BOUNDARIES):
+        epoch = i + 1 if boundary != "during-retention" else 5
+        command = script if i == 0 else [sys.executable, "-m", "tracker.resume", "r"]
+        run_and_kill(command, _env(db, ckpt, f"{boundary}:{epoch}"), tmp_path)
+        live = invariants.check(db, "r")
+        assert live[: len(committed)] == committed, "a committed epoch was lost"
+        expected_last = epoch if boundary in ("after-commit", "during-retention") else epoch - 1
+        assert live[-1] == expected_last, (boundary, live)
+        committed = live
+        assert tracker.runs(db)[0].status == "crashed"
+    subprocess.run([sys.executable, "-m", "tracker.resume", "r"], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
+    assert invariants.check(db, "r") == list(range(6))
+    assert tracker.curves("r", db=db) == reference
+    assert tracker.runs(db)[0].status == "completed"
+    kept = sorted(p.name for p in (tmp_path / "ckpt" / "r").iterdir())
+    assert not [k for k in kept if k.endswith(".tmp")], kept
+    assert len(kept) <= 4, f"retention kept too much: {kept}"
+
+
+def test_explicit_callback_form_resumes_identically(tmp_path: Path, reference: dict[str, list]) -> None:
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    command = [sys.executable, str(CHILD), "r", "6", "--explicit"]
+    run_and_kill(command, _env(db, ckpt, "before-commit:3"), tmp_path)
+    assert invariants.check(db, "r") == [0, 1, 2]
+    subprocess.run(command, env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
+    assert tracker.curves("r", db=db) == reference

@@ -1,0 +1,135 @@
+"""Tracking real Keras fits in this process: resume exactness, the fit contract, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tracker
+from tracker import checkpoint
+from tracker.store import open_store
+
+FIT = {"batch_size": 16, "shuffle": False, "validation_split": 0.25, "verbose": 0}
+
+
+def fit_tracked(make_model, data, name, epochs, db, ckpt, kind="sequential", **fit_kwargs):
+    x, y = data
+    model = make_model(kind)
+    with tracker.track(name, db=db, checkpoint_dir=ckpt):
+        model.fit(x, y, epochs=epochs, **{**FIT, **fit_kwargs})
+    return model
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+def test_split_run_equals_uninterrupted_run(make_model, data, db, ckpt, kind):
+    fit_tracked(make_model, data, "whole", 4, db, ckpt, kind)
+    fit_tracked(make_model, data, "split", 2, db, ckpt, kind)
+    # A fresh model object: everything must come back from the checkpoint, the optimizer included.
+    fit_tracked(make_model, data, "split", 4, db, ckpt, kind)
+    assert tracker.curves("split", db=db) == tracker.curves("whole", db=db)
+
+
+def test_checkpoint_holds_optimizer_state(make_model, data, db, ckpt):
+    fit_tracked(make_model, data, "r", 2, db, ckpt)
+    store = open_store(db)
+    newest = store.checkpoints(store.get_run("r").id)[0]
+    arrays, header = checkpoint.load(newest.checkpoint)
+    store.close()
+    paths = dict(zip(header["optimizer"], (arrays[f"optimizer.{i:05d}"] for i in range(len(header["optimizer"])))))
+    iteration = next(v for p, v in paths.items() if p.endswith("/iteration"))
+    assert iteration == 2 * 3  # 2 epochs of 3 steps (36 training samples, batch 16)
+    assert any(p.endswith("_momentum") and np.any(v != 0) for p, v in paths.items())
+    assert any(p.endswith("_velocity") and np.any(v != 0) for p, v in paths.items())
+
+
+def test_tf_data_input(make_model, data, db, ckpt, keras_env):
+    import tensorflow as tf
+
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    for name, epochs in (("whole", 3), ("split", 1), ("split", 3)):
+        model = make_model()
+        with tracker.track(name, db=db, checkpoint_dir=ckpt):
+            model.fit(ds, epochs=epochs, verbose=0)
+    assert tracker.curves("split", db=db) == tracker.curves("whole", db=db)
+
+
+def test_user_callbacks_work_and_their_list_is_not_mutated(make_model, data, db, ckpt, keras_env):
+    seen = []
+    callbacks = [keras_env.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e))]
+    x, y = data
+    with tracker.track("r", db=db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=2, callbacks=callbacks, **FIT)
+    assert seen == [0, 1]
+    assert len(callbacks) == 1
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+
+
+def test_rerun_with_same_epochs_does_nothing_and_larger_epochs_extends(make_model, data, db, ckpt):
+    trained = fit_tracked(make_model, data, "r", 2, db, ckpt)
+    with pytest.warns(UserWarning, match="nothing to train"):
+        again = fit_tracked(make_model, data, "r", 2, db, ckpt)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+    for a, b in zip(trained.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    fit_tracked(make_model, data, "r", 3, db, ckpt)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
+
+
+def test_conflicting_initial_epoch_fails_before_training(make_model, data, db, ckpt):
+    fit_tracked(make_model, data, "r", 2, db, ckpt)
+    x, y = data
+    with pytest.raises(ValueError, match="conflicts with run 'r', which resumes at epoch 2"):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt):
+            make_model().fit(x, y, epochs=4, initial_epoch=1, **FIT)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+    assert tracker.runs(db)[0].status == "failed"
+
+
+def test_explicit_form_checks_initial_epoch(make_model, data, db, ckpt):
+    fit_tracked(make_model, data, "r", 1, db, ckpt)
+    x, y = data
+    with pytest.raises(ValueError, match="pass initial_epoch=run.initial_epoch"):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt) as run:
+            make_model().fit(x, y, epochs=3, callbacks=[run.callback], **FIT)
+    assert tracker.curves("r", db=db)["epoch"] == [0]
+
+
+def test_non_scalar_metric_is_refused_and_nothing_is_lost(make_model, data, db, ckpt, keras_env):
+    fit_tracked(make_model, data, "r", 1, db, ckpt)
+
+    class AddVector(keras_env.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["confusion"] = np.ones((3, 3))
+
+    x, y = data
+    with pytest.raises(ValueError, match="Metric 'confusion' must be a single number.*shape \\(3, 3\\)"):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt):
+            make_model().fit(x, y, epochs=3, callbacks=[AddVector()], **FIT)
+    assert tracker.curves("r", db=db)["epoch"] == [0]
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_supersedes(make_model, data, db, ckpt):
+    fit_tracked(make_model, data, "whole", 4, db, ckpt)
+    fit_tracked(make_model, data, "r", 3, db, ckpt)
+    newest = sorted((Path(ckpt) / "r").glob("epoch-000002-*.npz"))[0]
+    newest.write_bytes(newest.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="falling back to epoch 1.*epoch 2: .*has .* bytes"):
+        fit_tracked(make_model, data, "r", 4, db, ckpt)
+    assert tracker.curves("r", db=db) == tracker.curves("whole", db=db)
+    everything = tracker.curves("r", db=db, include_superseded=True)
+    assert everything["epoch"] == [0, 1, 2, 2, 3]
+    assert everything["superseded"] == [False, False, True, False, False]
+
+
+def test_no_checkpoint_verifies_starts_over(make_model, data, db, ckpt):
+    fit_tracked(make_model, data, "r", 2, db, ckpt)
+    for f in (Path(ckpt) / "r").glob("*.npz"):
+        f.unlink()
+    with pytest.warns(UserWarning, match="no checkpoint verifies.*Starting over from epoch 0"):
+        fit_tracked(make_model, data, "r", 2, db, ckpt)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+    assert tracker.curves("r", db=db, include_superseded=True)["epoch"] == [0, 0, 1, 1]

@@ -1,0 +1,203 @@
+"""The database: schema from migrations only, safe concurrent opening, NaN round trips, locking, retention."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import tracker
+from tests.conftest import same_floats
+from tracker import migrate
+from tracker.store import open_store
+from tracker.tables import metadata
+
+
+def test_migrations_and_table_descriptions_agree(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    store = open_store(db)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    store.close()
+    assert diff == []
+
+
+def test_sqlite_settings(db):
+    store = open_store(db)
+    with store.engine.connect() as conn:
+        pragmas = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
+    store.close()
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 60000}
+
+
+def test_one_metric_curve_is_one_covering_index_scan(db, record):
+    record("r", 3)
+    store = open_store(db)
+    issued = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cur, sql, params, *_: issued.append((sql, params)))
+    store.metric_curve(store.get_run("r").id, "loss")
+    sql, params = next((s, p) for s, p in issued if "FROM metrics" in s)
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+    store.close()
+    assert len(plan) == 1 and "COVERING INDEX ix_metrics_curve" in plan[0][-1], plan
+
+
+_OPEN_SCRIPT = """
+import sys
+from tracker.store import open_store
+open_store(sys.argv[1]).close()
+"""
+
+
+def test_eight_processes_open_one_new_database_at_once(tmp_path):
+    for trial in range(3):
+        db = str(tmp_path / f"new-{trial}.db")
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_SCRIPT, db], stderr=subprocess.PIPE, text=True) for _ in range(8)]
+        failures = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]
+        assert failures == []
+        conn = sqlite3.connect(db)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head(),)]
+        conn.close()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("my precious notes\n")
+    with pytest.raises(tracker.NotADatabaseError, match="not a SQLite database; it was left untouched"):
+        open_store(str(path))
+    assert path.read_text() == "my precious notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+def test_a_newer_schema_is_refused(db, record):
+    record("r", 1)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(tracker.SchemaError, match="newer than this tracker.*Upgrade tracker"):
+        tracker.curves("r", db=db)
+
+
+def test_reading_a_missing_database_does_not_create_it(tmp_path):
+    with pytest.raises(tracker.StoreError, match="No database at"):
+        tracker.runs(str(tmp_path / "typo.db"))
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_nan_and_inf_survive_the_round_trip(db, record):
+    odd = {0: math.nan, 1: math.inf, 2: -math.inf, 3: 0.5}
+    record("r", 4, metrics=lambda e: {"loss": odd[e]})
+    assert same_floats(tracker.curves("r", db=db)["loss"], [math.nan, math.inf, -math.inf, 0.5])
+
+
+def test_unknown_run_suggests_close_names(db, record):
+    record("cnn-baseline", 1)
+    with pytest.raises(tracker.RunNotFoundError, match="Did you mean: 'cnn-baseline'"):
+        tracker.curves("cnn-basline", db=db)
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("../x", ValueError),
+        ("/abs/path", ValueError),
+        ("a/b", ValueError),
+        ("nul\x00byte", ValueError),
+        ("", ValueError),
+        (".hidden", ValueError),
+        ("x" * 129, ValueError),
+        (42, TypeError),
+    ],
+    ids=["parent", "absolute", "separator", "nul", "empty", "dot", "too-long", "not-a-string"],
+)
+def test_bad_run_names_are_refused_before_anything_is_written(name, error, db, ckpt):
+    with pytest.raises(error, match="[Rr]un name"):
+        tracker.track(name, db=db, checkpoint_dir=ckpt)
+    assert not Path(db).exists() and not Path(ckpt).exists()
+
+
+@pytest.mark.parametrize("target", ["db", "checkpoint_dir"])
+def test_unwritable_locations_fail_before_training(tmp_path, target):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    paths = {"db": str(tmp_path / "t.db"), "checkpoint_dir": str(tmp_path / "ckpt")}
+    paths[target] = str(blocker / "sub")  # a folder inside a regular file can never be created, even by root
+    run = tracker.track("r", **paths)
+    with pytest.raises(tracker.TrackerError, match="(not writable|Cannot create)"):
+        run.start()
+
+
+def test_a_live_writer_blocks_a_second_one(record, db, ckpt):
+    record("r", 2, finish=None)  # this process stays alive and keeps its lease
+    with pytest.raises(tracker.RunLockedError, match="is being written by pid"):
+        tracker.track("r", db=db, checkpoint_dir=ckpt).start()
+    taken = record("r", 3, force=True)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
+    assert taken.initial_epoch == 2
+
+
+def test_a_taken_over_writer_cannot_commit(record, db, ckpt):
+    old = record("r", 1, finish=None)
+    record("r", 2, force=True)
+    with pytest.raises(tracker.RunLockedError, match="taken over"):
+        old.commit_epoch(1, {"loss": 0.0}, {}, {})
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+
+
+def test_dead_writer_shows_as_crashed(tmp_path, db, ckpt):
+    script = f"""
+import os, numpy as np, tracker
+run = tracker.track("r", db={db!r}, checkpoint_dir={ckpt!r})
+run.start()
+run.commit_epoch(0, {{"loss": 1.0}}, {{"w": np.zeros(2)}}, {{}})
+os._exit(9)  # dies without finishing, as a killed process would
+"""
+    subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert [(r.name, r.status, r.last_epoch) for r in tracker.runs(db)] == [("r", "crashed", 0)]
+
+
+def test_retention_keeps_newest_and_best_and_deletes_only_after_commit(record, db, ckpt):
+    # val_loss is best at epoch 1, then gets worse.
+    record("r", 8, metrics=lambda e: {"loss": 1.0 / (e + 1), "val_loss": abs(e - 1) + 0.5}, keep_last=2)
+    kept = sorted(int(p.name.split("-")[1]) for p in (Path(ckpt) / "r").glob("*.npz"))
+    assert kept == [1, 6, 7]
+    assert tracker.runs(db)[0].best_epoch == 1
+
+
+def test_keep_last_none_keeps_everything(record, ckpt):
+    record("r", 5, keep_last=None)
+    assert len(list((Path(ckpt) / "r").glob("*.npz"))) == 5
+
+
+def test_orphans_are_swept_at_start_and_foreign_files_are_not(record, ckpt):
+    record("r", 2)
+    folder = Path(ckpt) / "r"
+    orphan = folder / "epoch-000009-0123456789ab.npz"
+    temp = folder / ".epoch-000002-0123456789ab.npz.tmp"
+    mine = folder / "notes.txt"
+    for f in (orphan, temp, mine):
+        f.write_text("x")
+    record("r", 2)
+    assert not orphan.exists() and not temp.exists() and mine.exists()
+
+
+def test_monitor_mode_auto_picks_max_for_accuracy(record, db):
+    record("r", 4, monitor="val_accuracy", metrics=lambda e: {"loss": 1.0, "val_accuracy": [0.1, 0.9, 0.5, 0.2][e]})
+    info = tracker.runs(db)[0]
+    assert (info.monitor, info.best_epoch, info.best_value) == ("val_accuracy", 1, 0.9)
+
+
+def test_config_must_be_json(db, ckpt):
+    with pytest.raises(TypeError, match="config"):
+        tracker.track("r", db=db, checkpoint_dir=ckpt, config={"f": object()})

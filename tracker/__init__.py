@@ -1,0 +1,41 @@
+"""Crash-safe experiment tracking for Keras ``fit``.
+
+Example:
+    ```python
+    import tracker
+
+    with tracker.track("cnn-baseline", config={"lr": 1e-3}):
+        model.fit(x, y, epochs=20, validation_split=0.1)
+
+    tracker.curves("cnn-baseline")   # {"epoch": [...], "loss": [...], "val_loss": [...]}
+    ```
+"""
+
+from tracker.errors import (
+    CheckpointError,
+    NotADatabaseError,
+    ResumeError,
+    RunLockedError,
+    RunNotFoundError,
+    SchemaError,
+    StoreError,
+    TrackerError,
+)
+from tracker.query import RunInfo, curves, runs
+from tracker.run import Run, track
+
+__all__ = [
+    "CheckpointError",
+    "NotADatabaseError",
+    "ResumeError",
+    "Run",
+    "RunInfo",
+    "RunLockedError",
+    "RunNotFoundError",
+    "SchemaError",
+    "StoreError",
+    "TrackerError",
+    "curves",
+    "runs",
+    "track",
+]

@@ -1,0 +1,52 @@
+"""Exceptions raised by tracker.
+
+Every failure that is not a plain wrong argument derives from `TrackerError`,
+so callers can catch them all with one ``except`` clause::
+
+    try:
+        tracker.curves("my-run")
+    except tracker.TrackerError as e:
+        print(e)
+"""
+
+from __future__ import annotations
+
+
+class TrackerError(Exception):
+    """Base class of every tracker failure."""
+
+
+class StoreError(TrackerError):
+    """The database cannot be opened, read or written."""
+
+
+class NotADatabaseError(StoreError):
+    """The database path holds a file that is not a SQLite database."""
+
+
+class SchemaError(StoreError):
+    """The database schema does not match this version of tracker."""
+
+
+class RunNotFoundError(TrackerError):
+    """No run of that name exists in the database."""
+
+    def __init__(self, name: str, db: str, suggestions: list[str]) -> None:
+        hint = f" Did you mean: {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        super().__init__(
+            f"No run named {name!r} in {db}.{hint} List runs with: python -m tracker --db {db!s}"
+        )
+        self.name = name
+        self.suggestions = suggestions
+
+
+class RunLockedError(TrackerError):
+    """Another live process is already writing this run."""
+
+
+class CheckpointError(TrackerError):
+    """A checkpoint file cannot be written, read or verified."""
+
+
+class ResumeError(TrackerError):
+    """A run cannot be resumed as asked."""

@@ -1,0 +1,82 @@
+"""Bring a database's schema to this version of tracker, safely under concurrency.
+
+Opening a database runs the Alembic migrations in ``migrations/`` (shipped in
+the wheel as ``tracker/_migrations``) on the live connection, inside one
+transaction that holds an exclusive lock: ``BEGIN IMMEDIATE`` on SQLite, an
+advisory lock on PostgreSQL. Many processes opening one new database at once
+therefore queue, and exactly one of them creates the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tracker.errors import SchemaError
+
+# Any fixed 64-bit number: identifies tracker's migration lock among the server's advisory locks.
+_PG_LOCK_KEY = 0x747261636B6572
+
+
+def _migrations_dir() -> Path:
+    # The wheel maps the top-level migrations/ folder to the tracker._migrations package.
+    return Path(str(importlib.resources.files("tracker._migrations")))
+
+
+@functools.cache
+def _script():  # -> alembic.script.ScriptDirectory
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(_migrations_dir()))
+
+
+def head() -> str:
+    """The newest schema revision this version of tracker knows."""
+    return _script().get_current_head()
+
+
+def _current(conn: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, display: str) -> None:
+    """Migrate the database to `head()`, or raise `SchemaError` if it is newer than this code."""
+    with engine.connect() as conn:
+        with conn.begin():
+            current = _current(conn)
+        if current == head():
+            return
+        conn.execution_options(write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            current = _current(conn)  # another process may have migrated while we waited
+            if current == head():
+                return
+            _check_known(current, display)
+            from alembic import command
+            from alembic.config import Config
+
+            config = Config()
+            config.set_main_option("script_location", str(_migrations_dir()))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+
+def _check_known(current: str | None, display: str) -> None:
+    if current is None:
+        return
+    from alembic.util import CommandError
+
+    try:
+        _script().get_revision(current)
+    except CommandError as e:
+        raise SchemaError(
+            f"Database {display} has schema revision {current!r}, newer than this tracker "
+            f"(newest known: {head()!r}). Upgrade tracker (pip install -U tracker) to open it."
+        ) from e

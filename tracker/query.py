@@ -1,0 +1,132 @@
+"""Reading runs back: learning curves and the list of runs. Never imports TensorFlow.
+
+Example:
+    >>> import pandas as pd                                   # doctest: +SKIP
+    >>> pd.DataFrame(tracker.curves("cnn-baseline"))          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tracker.store import AttemptRow, RunRow, Store, open_store
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run, as `runs` lists it."""
+
+    name: str
+    #: ``running``, ``completed``, ``failed``, ``interrupted``, or ``crashed`` when its process died without saying.
+    status: str
+    #: Newest committed epoch (0-based), or None before the first commit.
+    last_epoch: int | None
+    #: Total epochs the newest ``fit`` call asked for.
+    target_epochs: int | None
+    created_at: datetime
+    updated_at: datetime
+    monitor: str | None
+    best_epoch: int | None
+    best_value: float | None
+    config: dict[str, Any]
+
+
+def effective_status(run: RunRow, attempt: AttemptRow | None) -> str:
+    """The run's status, with a writer that died silently shown as ``crashed``."""
+    if run.status == "running" and (attempt is None or not attempt.alive()):
+        return "crashed"
+    return run.status
+
+
+def runs(db: str | os.PathLike[str] | None = None) -> list[RunInfo]:
+    """List every run in the database, oldest first.
+
+    Example:
+        >>> for r in tracker.runs():                                # doctest: +SKIP
+        ...     print(r.name, r.status, r.last_epoch, r.best_value)
+
+    Args:
+        db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
+    """
+    store = open_store(db, create=False)
+    try:
+        return [
+            RunInfo(
+                name=r.name, status=effective_status(r, a), last_epoch=r.last_epoch, target_epochs=r.target_epochs,
+                created_at=r.created_at, updated_at=r.updated_at, monitor=r.monitor,
+                best_epoch=r.best_epoch, best_value=r.best_value, config=r.config,
+            )
+            for r, a in store.list_runs()
+        ]
+    finally:
+        store.close()
+
+
+def curves(
+    run_name: str,
+    db: str | os.PathLike[str] | None = None,
+    *,
+    metrics: list[str] | None = None,
+    include_superseded: bool = False,
+) -> dict[str, list]:
+    """The run's learning curve as columns: ``{"epoch": [0, 1, ...], "loss": [...], ...}``.
+
+    One entry per committed epoch of the run's current history, in epoch order;
+    a metric missing at some epoch reads NaN there.
+
+    Example:
+        >>> c = tracker.curves("cnn-baseline")                      # doctest: +SKIP
+        >>> c["epoch"][-1], c["val_loss"][-1]                       # doctest: +SKIP
+
+    Args:
+        run_name: The run.
+        db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
+        metrics: Only these metrics. Defaults to all.
+        include_superseded: Also return epochs replaced by a fallback or a rewind; adds a
+            ``superseded`` column and may repeat an epoch number. Defaults to False.
+
+    Raises:
+        RunNotFoundError: No such run; the message suggests close names.
+    """
+    store = open_store(db, create=False)
+    try:
+        run = store.get_run(run_name)
+        if include_superseded:
+            return _all_rows(store, run, metrics)
+        names = metrics if metrics is not None else store.metric_names(run.id)
+        epochs = store.epoch_numbers(run.id)
+        position = {e: i for i, e in enumerate(epochs)}
+        columns: dict[str, list] = {"epoch": epochs}
+        for name in names:
+            at, values = store.metric_curve(run.id, name)
+            if at == epochs:
+                columns[name] = values
+                continue
+            column = [math.nan] * len(epochs)
+            for e, v in zip(at, values):
+                column[position[e]] = v
+            columns[name] = column
+        return columns
+    finally:
+        store.close()
+
+
+def _all_rows(store: Store, run: RunRow, metrics: list[str] | None) -> dict[str, list]:
+    rows = store.all_epoch_metrics(run.id)
+    names = metrics if metrics is not None else sorted({r[3] for r in rows if r[3] is not None})
+    order: dict[int, int] = {}
+    columns: dict[str, list] = {"epoch": [], "superseded": [], **{n: [] for n in names}}
+    for epoch_id, epoch, superseded, name, value in rows:
+        if epoch_id not in order:
+            order[epoch_id] = len(order)
+            columns["epoch"].append(epoch)
+            columns["superseded"].append(superseded)
+            for n in names:
+                columns[n].append(math.nan)
+        if name in columns and name not in ("epoch", "superseded"):
+            columns[name][order[epoch_id]] = value
+    return columns

@@ -1,0 +1,177 @@
+"""``python -m tracker.resume RUN``: continue a crashed or stopped run.
+
+It re-launches the run's own training command (same interpreter, arguments
+and working directory, the caller's environment passed through), pointed at
+the same database and checkpoint folder. The script's ``tracker.track`` block
+then restores the newest committed epoch whose checkpoint verifies.
+
+Examples:
+    python -m tracker.resume cnn-baseline
+    python -m tracker.resume cnn-baseline --check
+    python -m tracker.resume cnn-baseline --from-epoch 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from tracker import checkpoint, settings
+from tracker.query import effective_status
+from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
+
+_OPTIONS_WITH_VALUE = ("-X", "-W", "-Q")
+
+
+def launch_command(attempt: AttemptRow) -> list[str]:
+    """The command that started ``attempt``, checked so that running it again can work.
+
+    Raises:
+        ResumeError: The interpreter, working directory or script is gone, or the run
+            was started in a way that cannot be re-launched (``-c``, stdin, a notebook).
+    """
+    p = attempt.process
+    if not Path(p.executable).exists():
+        raise ResumeError(f"The run's Python interpreter {p.executable} no longer exists. Re-run the training script by hand with the same run name.")
+    if not Path(p.cwd).is_dir():
+        raise ResumeError(f"The run's working directory {p.cwd} no longer exists. Re-run the training script by hand with the same run name.")
+    kind, target = _entry_point(p.argv)
+    if kind == "script" and not (Path(p.cwd) / target).is_file():
+        raise ResumeError(
+            f"The run's script {Path(p.cwd) / target} no longer exists (it was started as: "
+            f"{shlex.join([p.executable, *p.argv])}). Restore the script, or re-run your training code with the same run name."
+        )
+    if kind == "module" and target.split(".")[0] in ("ipykernel_launcher", "ipykernel", "IPython"):
+        raise ResumeError("The run was started from a notebook. Re-run the notebook's training cell: it resumes by itself.")
+    if kind in ("command", "stdin", "interactive"):
+        raise ResumeError(
+            f"The run was started from {'python -c' if kind == 'command' else 'an interactive session or stdin'}, "
+            "which cannot be re-launched. Run the same training code again with the same run name: it resumes by itself."
+        )
+    return [p.executable, *p.argv]
+
+
+def _entry_point(argv: list[str]) -> tuple[str, str]:
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return "module", argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "-c":
+            return "command", ""
+        if arg == "-":
+            return "stdin", ""
+        if arg in _OPTIONS_WITH_VALUE:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return "script", arg
+    return "interactive", ""
+
+
+def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]:
+    """The newest live checkpoint that verifies, and why each newer one does not."""
+    problems = []
+    for row in store.checkpoints(run.id):
+        try:
+            checkpoint.load(row.checkpoint)
+        except CheckpointError as e:
+            problems.append(f"epoch {row.epoch}: {e}")
+            continue
+        return row, problems
+    return None, problems
+
+
+def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
+    point, problems = resume_point(store, run)
+    print(f"run {run.name}: status {effective_status(run, latest)}, last committed epoch {_epoch(run.last_epoch)}, target epochs {run.target_epochs or '?'}")
+    for problem in problems:
+        print(f"  does not verify: {problem}")
+    if point is None:
+        if run.last_epoch is None:
+            print("  no epoch committed yet: a resume starts at epoch 0")
+            return 0
+        print("  no checkpoint verifies: a resume would start over from epoch 0")
+        return 1
+    print(f"  resume point: epoch {point.epoch} ({point.checkpoint.path}, {point.checkpoint.size} bytes, sha256 ok)")
+    print(f"  a resume continues at epoch {point.epoch + 1}")
+    return 0
+
+
+def _epoch(e: int | None) -> str:
+    return "none" if e is None else str(e)
+
+
+def _rewind(store: Store, run: RunRow, epoch: int) -> None:
+    row = next((r for r in store.checkpoints(run.id) if r.epoch == epoch), None)
+    if row is None:
+        kept = ", ".join(str(r.epoch) for r in reversed(store.checkpoints(run.id))) or "none"
+        raise ResumeError(f"Run {run.name!r} has no kept checkpoint for epoch {epoch} (kept: {kept}). Choose one of those with --from-epoch.")
+    try:
+        checkpoint.load(row.checkpoint)
+    except CheckpointError as e:
+        raise ResumeError(f"Cannot rewind run {run.name!r} to epoch {epoch}: {e}.") from e
+    n = store.supersede(run, None, epoch + 1)
+    print(f"rewound run {run.name} to epoch {epoch}; {n} later epoch(s) kept as superseded", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tracker.resume",
+        description="Continue a crashed or stopped run by re-launching its training command.",
+        epilog="Example: python -m tracker.resume cnn-baseline --check",
+    )
+    parser.add_argument("run", help="the run's name")
+    parser.add_argument("--db", help="database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)")
+    parser.add_argument("--check", action="store_true", help="report the resume point and verify its file, without training")
+    parser.add_argument("--from-epoch", type=int, metavar="K", help="rewind: continue from epoch K's checkpoint; later epochs are kept as superseded")
+    parser.add_argument("--force", action="store_true", help="resume even if the run's process looks alive")
+    args = parser.parse_args(argv)
+    try:
+        return _resume(args)
+    except (TrackerError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _resume(args: argparse.Namespace) -> int:
+    store = open_store(args.db, create=False)
+    try:
+        run = store.get_run(args.run)
+        attempts = store.attempts(run.id)
+        latest = attempts[-1] if attempts else None
+        if args.check:
+            return _check(store, run, latest)
+        if latest is None:
+            raise ResumeError(f"Run {run.name!r} has no recorded attempt to re-launch.")
+        if latest.alive() and not args.force:
+            raise RunLockedError(
+                f"Run {run.name!r} is still being written by pid {latest.process.pid} on host {latest.process.host}. "
+                "Wait for it, stop it, or pass --force to take over."
+            )
+        command = launch_command(latest)
+        if args.from_epoch is not None:
+            _rewind(store, run, args.from_epoch)
+        env = dict(os.environ)
+        env[settings.ENV_DB] = str(store.url)
+        env[settings.ENV_CHECKPOINT_DIR] = str(Path(run.checkpoint_dir).parent)
+        if args.force:
+            env[settings.ENV_FORCE] = "1"
+        print(f"resuming run {run.name}: {shlex.join(command)}  (in {latest.process.cwd})", file=sys.stderr)
+    finally:
+        store.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(latest.process.cwd)
+    # Become the training process, so that a signal or a kill reaches training directly.
+    os.execve(command[0], command, env)
+    return 0  # unreachable: execve does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

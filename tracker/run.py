@@ -1,0 +1,331 @@
+"""A tracked run: the consistency protocol between checkpoint files and the database.
+
+`track` is the entry point. It knows nothing of Keras itself: `tracker.keras`
+captures and restores model state as named arrays and calls `Run.commit_epoch`.
+
+The protocol, per epoch:
+  1. write the state to a new file durably (`tracker.checkpoint.write`);
+  2. commit the metrics and the file's path, size and sha256 in one transaction;
+  3. only then delete checkpoints that retention no longer keeps.
+A crash anywhere leaves the newest committed row pointing at a complete file.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import socket
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from tracker import checkpoint, settings
+from tracker.errors import CheckpointError, TrackerError
+from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+_MAX_MODE_WORDS = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou", "top_k")
+_VERSIONED = ("tracker", "tensorflow", "tensorflow-cpu", "keras", "numpy", "sqlalchemy")
+
+
+def track(
+    name: str,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    monitor: str | None = None,
+    mode: Literal["auto", "min", "max"] = "auto",
+    keep_last: int | None = 3,
+    keep_best: bool = True,
+    force: bool = False,
+) -> Run:
+    """Track the Keras ``fit`` call made inside the block; resume it if the run exists.
+
+    Every epoch's weights and optimizer state go to a durable checkpoint file,
+    then that epoch's metrics and the file's path, size and sha256 are committed
+    in one transaction. Re-running the same script continues from the newest
+    committed epoch whose file verifies.
+
+    Example:
+        ```python
+        with tracker.track("cnn-baseline", config={"lr": 1e-3}) as run:
+            model.fit(x, y, epochs=20, validation_split=0.1)
+        ```
+        Without patching ``fit``:
+        ```python
+        with tracker.track("cnn-baseline") as run:
+            model.fit(x, y, epochs=20, callbacks=[run.callback], initial_epoch=run.initial_epoch)
+        ```
+
+    Args:
+        name: The run's name: letters, digits and ``._=+@,-``; it also names its checkpoint folder.
+        db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
+        checkpoint_dir: The folder under which the run's folder of checkpoints is made.
+            Defaults to ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``.
+        config: JSON-able hyperparameters stored with the run. Defaults to None.
+        monitor: The metric that defines the best epoch. Defaults to ``val_loss``,
+            or ``loss`` when there is no validation.
+        mode: Whether lower (``"min"``) or higher (``"max"``) ``monitor`` is better;
+            ``"auto"`` picks max for accuracy-like names. Defaults to ``"auto"``.
+        keep_last: How many of the newest checkpoints to keep; None keeps all. Defaults to 3.
+        keep_best: Also keep the best epoch's checkpoint. Defaults to True.
+        force: Take over the run even if another live process is writing it. Defaults to False.
+
+    Returns:
+        A `Run`, to use as a context manager.
+    """
+    return Run(
+        name, db=db, checkpoint_dir=checkpoint_dir, config=config, monitor=monitor, mode=mode,
+        keep_last=keep_last, keep_best=keep_best, force=force,
+    )
+
+
+class Run:
+    """One tracked training run. Create it with `track`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        db: str | os.PathLike[str] | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
+        config: Mapping[str, Any] | None,
+        monitor: str | None,
+        mode: str,
+        keep_last: int | None,
+        keep_best: bool,
+        force: bool,
+    ) -> None:
+        self.name = settings.validate_run_name(name)
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"Invalid value for argument `mode`. Received: mode={mode!r}. Expected 'auto', 'min' or 'max'.")
+        if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
+            raise ValueError(f"Invalid value for argument `keep_last`. Received: keep_last={keep_last!r}. Expected an integer >= 1, or None to keep every checkpoint.")
+        self._config = _json_config(config)
+        self._db = db
+        self.folder = settings.resolve_checkpoint_root(checkpoint_dir) / self.name
+        self._monitor_given = monitor
+        self._monitor = monitor or "val_loss"
+        self._mode = _resolve_mode(self._monitor, mode)
+        self._mode_arg = mode
+        self._keep_last = keep_last
+        self._keep_best = keep_best
+        self._force = force or os.environ.get(settings.ENV_FORCE) == "1"
+        self._store: Store | None = None
+        self._run: RunRow | None = None
+        self._attempt_id: int | None = None
+        self._first_commit = True
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._unpatch = None
+        self._callback = None
+        #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies.
+        self.initial_epoch = 0
+        #: The arrays and header of the checkpoint to resume from, until the model takes them.
+        self.resume_state: tuple[dict[str, np.ndarray], dict] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        self.start()
+        from tracker import keras as keras_adapter
+
+        self._unpatch = keras_adapter.patch_fit(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._unpatch is not None:
+            self._unpatch()
+        if exc_type is None:
+            self.finish("completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("interrupted")
+        else:
+            self.finish("failed", error=f"{exc_type.__name__}: {exc}")
+
+    def start(self) -> None:
+        """Open the database, claim the run, and find the resume point: all before any training."""
+        checkpoint.probe_writable(self.folder)
+        self._store = open_store(self._db)
+        self._run, self._attempt_id = self._store.start_attempt(
+            self.name, config=self._config, checkpoint_dir=str(self.folder), process=_this_process(), force=self._force,
+        )
+        if self._monitor_given is None and self._run.monitor:
+            self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
+        elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
+            self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
+        checkpoint.sweep(self.folder, self._store.referenced_paths(self._run.id))
+        self._find_resume_point()
+        self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
+        self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)
+        self._heartbeat.start()
+
+    def _find_resume_point(self) -> None:
+        store, run = self._require()
+        failures = []
+        for row in store.checkpoints(run.id):
+            try:
+                self.resume_state = checkpoint.load(row.checkpoint)
+            except CheckpointError as e:
+                failures.append(f"epoch {row.epoch}: {e}")
+                continue
+            self.initial_epoch = row.epoch + 1
+            break
+        if failures:
+            reason = "; ".join(failures)
+            if self.resume_state is None:
+                msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
+            else:
+                msg = (f"Run {self.name!r}: falling back to epoch {self.initial_epoch - 1} because newer checkpoints "
+                       f"do not verify ({reason}). Epochs from {self.initial_epoch} on are kept as superseded.")
+            warnings.warn(msg, stacklevel=3)
+        if run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
+            store.supersede(run, self._attempt_id, self.initial_epoch)
+            self._run = store.get_run(self.name)
+        if self.initial_epoch:
+            log.info("Run %r resumes at epoch %d from %s", self.name, self.initial_epoch, self.folder)
+
+    def _beat(self) -> None:
+        while not self._stop_heartbeat.wait(HEARTBEAT_INTERVAL.total_seconds()):
+            try:
+                self._require()[0].heartbeat(self._attempt_id)
+            except TrackerError as e:
+                log.warning("Run %r: heartbeat failed: %s", self.name, e)
+
+    def finish(self, status: str, *, error: str | None = None) -> None:
+        """Record how this attempt ended and release the run."""
+        if self._store is None:
+            return
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        try:
+            self._store.finish_attempt(self._run.id, self._attempt_id, status, error=error)
+        finally:
+            self._store.close()
+            self._store = None
+
+    def _require(self) -> tuple[Store, RunRow]:
+        if self._store is None or self._run is None:
+            raise TrackerError(f"Run {self.name!r} is not started: use it as `with tracker.track(...) as run:`.")
+        return self._store, self._run
+
+    # -- what fit needs ----------------------------------------------------
+
+    @property
+    def callback(self) -> keras.callbacks.Callback:
+        """The Keras callback that records this run, for ``callbacks=[run.callback]``."""
+        if self._callback is None:
+            from tracker.keras import TrackerCallback
+
+            self._callback = TrackerCallback(self)
+        return self._callback
+
+    def set_target_epochs(self, epochs: int) -> None:
+        """Record how many epochs in all the ``fit`` call asked for."""
+        store, run = self._require()
+        store.set_target_epochs(run.id, epochs)
+
+    def take_resume_state(self) -> tuple[dict[str, np.ndarray], dict] | None:
+        """Hand over the checkpoint to restore, once; later calls get None."""
+        state, self.resume_state = self.resume_state, None
+        return state
+
+    def commit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
+        """Make ``epoch`` durable: the checkpoint file first, then its row and metrics in one transaction."""
+        values = {str(k): _scalar(k, v) for k, v in logs.items()}
+        if self._first_commit:
+            self._settle_monitor(values)
+        store, run = self._require()
+        info = checkpoint.write(self.folder, epoch, arrays, {**header, "run": self.name, "epoch": epoch})
+        checkpoint.pause_point("before-commit", epoch)
+        best_epoch, _ = store.commit_epoch(run, self._attempt_id, epoch, values, info)
+        checkpoint.pause_point("after-commit", epoch)
+        self._retain(best_epoch)
+
+    def _settle_monitor(self, values: Mapping[str, float]) -> None:
+        store, run = self._require()
+        self._first_commit = False
+        if self._monitor not in values and self._monitor_given is None and "loss" in values:
+            self._monitor, self._mode = "loss", _resolve_mode("loss", self._mode_arg)
+        elif self._monitor not in values:
+            warnings.warn(
+                f"Run {self.name!r}: monitor {self._monitor!r} is not among the metrics "
+                f"({', '.join(sorted(values))}); the best epoch will not be tracked.", stacklevel=4,
+            )
+        if run.monitor != self._monitor:
+            self._run = store.set_monitor(run, self._monitor, self._mode)
+
+    def _retain(self, best_epoch: int | None) -> None:
+        if self._keep_last is None:
+            return
+        store, run = self._require()
+        rows = store.checkpoints(run.id, live_only=False)
+        live = [r for r in rows if not r.superseded]
+        keep = {r.id for r in live[: self._keep_last]}
+        if self._keep_best:
+            keep |= {r.id for r in live if r.epoch == best_epoch}
+        doomed = [r for r in rows if r.id not in keep]
+        if not doomed:
+            return
+        # The rows first, then the files: a crash in between leaves orphans that `sweep` removes, never a dangling pointer that matters.
+        store.mark_deleted(run, self._attempt_id, [r.id for r in doomed])
+        checkpoint.pause_point("during-retention", live[0].epoch)
+        checkpoint.delete([r.checkpoint.path for r in doomed])
+
+
+def _resolve_mode(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    base = monitor.removeprefix("val_")
+    return "max" if any(base == w or base.endswith("_" + w) or base.startswith(w) for w in _MAX_MODE_WORDS) else "min"
+
+
+def _scalar(name: object, value: object) -> float:
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Metric {name!r} must be a single number to be tracked. Received: {type(value).__name__} "
+            f"with shape {arr.shape} and dtype {arr.dtype}. Reduce it to a scalar (e.g. its mean) "
+            "or keep it out of the Keras logs."
+        )
+    return float(arr)
+
+
+def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    import json
+
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"Invalid value for argument `config`. Received: {type(config).__name__}. Expected a dict of JSON-able hyperparameters.")
+    try:
+        return json.loads(json.dumps(dict(config), allow_nan=True))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"Invalid value for argument `config`: it must be JSON-able ({e}).") from e
+
+
+def _this_process() -> ProcessInfo:
+    versions = {"python": sys.version.split()[0]}
+    for dist in _VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ProcessInfo(
+        executable=sys.executable, argv=list(sys.orig_argv[1:]), cwd=os.getcwd(),
+        host=socket.gethostname(), pid=os.getpid(), versions=versions,
+    )

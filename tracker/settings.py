@@ -1,0 +1,59 @@
+"""Where tracker keeps things: environment variables, defaults, run names.
+
+Every environment variable tracker reads is named here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+#: Database file path or SQLAlchemy URL, used when ``db=`` is not given.
+ENV_DB = "TRACKER_DB"
+#: Folder for checkpoints, used when ``checkpoint_dir=`` is not given.
+ENV_CHECKPOINT_DIR = "TRACKER_CHECKPOINT_DIR"
+#: Set to ``1`` by ``python -m tracker.resume --force``: take over a run whose writer looks alive.
+ENV_FORCE = "TRACKER_FORCE"
+#: Test-only: name of a write boundary at which the process stops itself (see `tracker.checkpoint`).
+ENV_PAUSE_AT = "TRACKER_TEST_PAUSE_AT"
+
+DEFAULT_DB = "tracker.db"
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+@,-]{0,127}")
+
+
+def resolve_db(db: str | os.PathLike[str] | None) -> str:
+    """The database to use: ``db`` if given, else ``$TRACKER_DB``, else ``./tracker.db``."""
+    if db is not None:
+        return os.fspath(db)
+    return os.environ.get(ENV_DB) or DEFAULT_DB
+
+
+def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> Path:
+    """The absolute checkpoint folder: the argument, else ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``."""
+    chosen = os.fspath(checkpoint_dir) if checkpoint_dir is not None else None
+    chosen = chosen or os.environ.get(ENV_CHECKPOINT_DIR) or DEFAULT_CHECKPOINT_DIR
+    return Path(chosen).expanduser().absolute()
+
+
+def validate_run_name(name: object) -> str:
+    """Return ``name`` if it is a safe run name, else raise.
+
+    A run name becomes a folder under the checkpoint folder, so it must not be
+    able to point anywhere else: no path separators, no leading dot, no NUL.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: ``name`` is empty, too long or has characters that are not allowed.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Run name must be a string. Received: {name!r} of type {type(name).__name__}.")
+    if not _RUN_NAME.fullmatch(name):
+        raise ValueError(
+            f"Invalid run name {name!r}. A run name becomes a folder name, so it must be 1 to 128 "
+            "characters of letters, digits and . _ = + @ , - , starting with a letter or digit "
+            "(no '/', no '..' at the start, no NUL). Example: 'cnn-lr0.01'."
+        )
+    return name

@@ -1,0 +1,91 @@
+"""SQLAlchemy Core descriptions of the tables, used to build queries.
+
+The schema itself is created only by the Alembic migrations in ``migrations/``;
+``tests/test_store.py`` checks that these descriptions and the migrations agree.
+
+A metric value is never NULL except to stand for NaN: SQLite stores a NaN REAL
+as NULL, so the store writes NaN as NULL on every backend and reads NULL back as NaN.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("monitor", sa.String(255)),
+    sa.Column("mode", sa.String(3)),
+    sa.Column("target_epochs", sa.Integer),
+    sa.Column("checkpoint_dir", sa.Text, nullable=False),
+    sa.Column("last_epoch", sa.Integer),
+    sa.Column("best_epoch", sa.Integer),
+    sa.Column("best_value", sa.Double),
+    # The attempt allowed to write; a commit from any other attempt is refused (fencing).
+    sa.Column("writer_attempt_id", sa.Integer),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("initial_epoch", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("executable", sa.Text, nullable=False),
+    sa.Column("argv", sa.Text, nullable=False),
+    sa.Column("cwd", sa.Text, nullable=False),
+    sa.Column("versions", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+)
+
+epochs = sa.Table(
+    "epochs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt_id", sa.Integer, sa.ForeignKey("attempts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("checkpoint_path", sa.Text),
+    sa.Column("checkpoint_size", sa.BigInteger),
+    sa.Column("checkpoint_sha256", sa.String(64)),
+    sa.Column("checkpoint_deleted", sa.Boolean, nullable=False),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    sa.Index("ix_epochs_run_epoch", "run_id", "epoch"),
+    # At most one live row per epoch of a run: the database itself forbids a duplicate epoch.
+    sa.Index(
+        "ux_epochs_live",
+        "run_id",
+        "epoch",
+        unique=True,
+        sqlite_where=sa.text("NOT superseded"),
+        postgresql_where=sa.text("NOT superseded"),
+    ),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("epoch_id", sa.Integer, sa.ForeignKey("epochs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    # One metric's curve is one range scan of this covering index.
+    sa.Index("ix_metrics_curve", "run_id", "name", "superseded", "epoch", "value"),
+)
