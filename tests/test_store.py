@@ -31,6 +31,12 @@ def test_migrations_and_table_descriptions_agree(db):
     assert diff == []
 
 
+def test_head_constant_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory(str(migrate._migrations_dir())).get_current_head() == migrate.HEAD
+
+
 def test_sqlite_settings(db):
     store = open_store(db)
     with store.engine.connect() as conn:
@@ -66,7 +72,7 @@ def test_eight_processes_open_one_new_database_at_once(tmp_path):
         failures = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]
         assert failures == []
         conn = sqlite3.connect(db)
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.head(),)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.HEAD,)]
         conn.close()
 
 
@@ -201,3 +207,15 @@ def test_monitor_mode_auto_picks_max_for_accuracy(record, db):
 def test_config_must_be_json(db, ckpt):
     with pytest.raises(TypeError, match="config"):
         tracker.track("r", db=db, checkpoint_dir=ckpt, config={"f": object()})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://u:hunter2@db.example/x", "postgresql+psycopg://u@db.example/x?password=hunter2"],
+    ids=["userinfo", "query"],
+)
+def test_passwords_are_masked_in_messages(url):
+    from tracker.db import locate, mask
+
+    assert "hunter2" not in mask(url)
+    assert "hunter2" not in locate(url).display

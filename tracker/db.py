@@ -44,12 +44,12 @@ def locate(db: str) -> Database:
     if "://" in db:
         try:
             url = sa.make_url(db)
-        except sa.exc.ArgumentError as e:
+        except (sa.exc.ArgumentError, ValueError) as e:
             raise ValueError(f"Invalid database URL {mask(db)!r}: {e}") from e
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser().absolute()
             return Database(url.set(database=str(path)), str(path), path)
-        return Database(url, url.render_as_string(hide_password=True), None)
+        return Database(url, _masked(url), None)
     if not db:
         raise ValueError("Database path is empty. Pass a file path or a SQLAlchemy URL.")
     path = Path(db).expanduser().absolute()
@@ -59,9 +59,15 @@ def locate(db: str) -> Database:
 def mask(url: str) -> str:
     """``url`` with any password replaced by ``***``, safe to print."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        return _masked(sa.make_url(url))
+    except (sa.exc.ArgumentError, ValueError):
         return "<unparseable database URL>"
+
+
+def _masked(url: sa.URL) -> str:
+    # libpq also takes the password as a query parameter, which hide_password leaves alone.
+    secret = {k: "***" for k in url.query if k.lower() in ("password", "passwd", "sslpassword")}
+    return url.update_query_dict(secret).render_as_string(hide_password=True)
 
 
 def check_sqlite_file(path: Path, *, create: bool) -> None:
@@ -79,7 +85,7 @@ def check_sqlite_file(path: Path, *, create: bool) -> None:
                 f"{path} exists but is not a SQLite database; it was left untouched. "
                 "Pass another path with --db or TRACKER_DB."
             )
-        if not os.access(path, os.W_OK):
+        if create and not os.access(path, os.W_OK):
             raise StoreError(f"Database {path} is not writable. Fix its permissions or pass another path.")
         return
     if not create:
@@ -95,7 +101,13 @@ def check_sqlite_file(path: Path, *, create: bool) -> None:
 def create_engine(database: Database) -> sa.Engine:
     """A SQLAlchemy engine with tracker's connection settings."""
     if database.url.get_backend_name() != "sqlite":
-        return sa.create_engine(database.url, pool_pre_ping=True)
+        try:
+            return sa.create_engine(database.url, pool_pre_ping=True)
+        except (ImportError, sa.exc.ArgumentError) as e:
+            raise StoreError(
+                f"Cannot open database {database.display}: {e}. Install the driver the URL names "
+                f"({database.url.drivername}), e.g. pip install 'psycopg[binary]' for postgresql+psycopg."
+            ) from e
     engine = sa.create_engine(database.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

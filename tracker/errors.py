@@ -11,6 +11,8 @@ so callers can catch them all with one ``except`` clause::
 
 from __future__ import annotations
 
+import shlex
+
 
 class TrackerError(Exception):
     """Base class of every tracker failure."""
@@ -34,7 +36,7 @@ class RunNotFoundError(TrackerError):
     def __init__(self, name: str, db: str, suggestions: list[str]) -> None:
         hint = f" Did you mean: {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         super().__init__(
-            f"No run named {name!r} in {db}.{hint} List runs with: python -m tracker --db {db!s}"
+            f"No run named {name!r} in {db}.{hint} List runs with: python -m tracker --db {shlex.quote(db)}"
         )
         self.name = name
         self.suggestions = suggestions

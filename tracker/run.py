@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_MODE_WORDS = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou", "top_k")
+# Keras metric names whose higher values are better, matched as whole words of the name.
+_MAX_MODE_WORDS = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou", "score")
 _VERSIONED = ("tracker", "tensorflow", "tensorflow-cpu", "keras", "numpy", "sqlalchemy")
 
 
@@ -289,7 +290,8 @@ def _resolve_mode(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
     base = monitor.removeprefix("val_")
-    return "max" if any(base == w or base.endswith("_" + w) or base.startswith(w) for w in _MAX_MODE_WORDS) else "min"
+    words = base.split("_")
+    return "max" if any(w in words for w in _MAX_MODE_WORDS) else "min"
 
 
 def _scalar(name: object, value: object) -> float:

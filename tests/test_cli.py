@@ -1,0 +1,291 @@
+"""``python -m tracker``: list, show and export against real SQLite files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+import tracker
+from tracker.__main__ import main
+from tracker.store import open_store
+
+PASSWORD_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
+
+
+def nan_inf_metrics(epoch: int) -> dict[str, float]:
+    return {"loss": math.nan if epoch == 1 else 1.0 / (epoch + 1), "val_loss": math.inf if epoch == 2 else 0.5}
+
+
+def same_floats(a: list[float], b: list[float]) -> bool:
+    """Identical values: repr tells NaN, inf and -0.0 apart, and differs for any change of bits that matters."""
+    return [repr(float(x)) for x in a] == [repr(float(x)) for x in b]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")},
+    )
+
+
+# -- list --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["list"], []], ids=["list", "no-subcommand"])
+def test_list_prints_an_aligned_table(record, db, capsys, argv):
+    record("a", 3)
+    record("bb-longer-name", 2, finish=None)
+
+    assert main([*argv, "--db", db]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "status", "epochs", "best", "updated"]
+    assert [line.split()[0] for line in lines[1:]] == ["a", "bb-longer-name"]
+    # b's writer is this live process with a fresh heartbeat: running, not crashed; its target is unknown until fit ends.
+    expected = [("completed", "3/3", "val_loss=0.52 at epoch 2"), ("running", "2/?", "val_loss=0.76 at epoch 1")]
+    column = {name: lines[0].index(name) for name in ("status", "epochs", "best", "updated")}
+    for line, (status, epochs, best) in zip(lines[1:], expected):
+        assert line[column["status"]:].startswith(status + " ")
+        assert line[column["epochs"]:].startswith(epochs + " ")
+        assert line[column["best"]:].startswith(best + " ")
+        assert datetime.strptime(line[column["updated"]:], "%Y-%m-%d %H:%M")
+
+
+def test_list_json(record, db, capsys):
+    record("a", 3, config={"lr": 0.01})
+
+    assert main(["list", "--json", "--db", db]) == 0
+
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["name"] == "a" and run["status"] == "completed"
+    assert (run["last_epoch"], run["target_epochs"], run["best_epoch"], run["best_value"]) == (2, 3, 2, 0.52)
+    assert run["config"] == {"lr": 0.01}
+    assert datetime.fromisoformat(run["updated_at"]).tzinfo is not None
+
+
+def test_list_empty_database(db, capsys):
+    open_store(db).close()
+
+    assert main(["list", "--db", db]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"no runs yet in {db}" in captured.err
+
+    assert main(["list", "--json", "--db", db]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_missing_database_is_reported_and_not_created(tmp_path, capsys):
+    missing = tmp_path / "typo" / "trackr.db"
+
+    assert main(["list", "--db", str(missing)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert str(missing) in err
+    assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.parametrize("command", ["show", "export"])
+def test_unknown_run_suggests_close_names(record, db, tmp_path, capsys, command):
+    record("cnn-baseline", 1)
+    output = tmp_path / "out.csv"
+
+    assert main([command, "cnn-basline", "--db", db, *(["-o", str(output)] if command == "export" else [])]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "'cnn-basline'" in err and "Did you mean: 'cnn-baseline'?" in err
+    assert not output.exists()
+
+
+# -- show --------------------------------------------------------------------
+
+
+def test_show_prints_summary_metrics_attempts_and_checkpoints(record, db, ckpt, capsys):
+    record("a", 2, finish="interrupted", config={"lr": 0.01})
+    record("a", 5)
+
+    assert main(["show", "a", "--db", db]) == 0
+
+    out = capsys.readouterr().out
+    assert "status:       completed" in out
+    assert "epochs:       5 done of 5" in out
+    assert "monitor:      val_loss (min), best 0.34 at epoch 4" in out
+    assert f"checkpoints:  {Path(ckpt) / 'a'}" in out
+    assert 'config:       {"lr": 0.01}' in out
+    assert "metrics at epoch 4:" in out and "  val_loss:  0.34" in out and "  loss:      0.2" in out
+    attempts = out.split("attempts, oldest first:")[1].split("checkpoints kept")[0]
+    assert "1. " in attempts and "interrupted  from epoch 0" in attempts
+    assert "2. " in attempts and "completed  from epoch 2" in attempts
+    assert f"pid {os.getpid()}@{socket.gethostname()}" in attempts
+    assert f"command: {sys.executable}" in attempts and f"cwd:     {os.getcwd()}" in attempts
+    kept = out.split("checkpoints kept, newest first:")[1]
+    on_disk = sorted((Path(ckpt) / "a").glob("*.npz"))
+    assert len(on_disk) == 3  # keep_last=3; the best (epoch 4) is among them
+    assert all(str(path) in kept for path in on_disk)
+    assert [line.split()[1] for line in kept.strip().splitlines()] == ["4", "3", "2"]
+
+
+def test_show_live_run_is_running(record, db, capsys):
+    record("b", 2, finish=None)
+
+    assert main(["show", "b", "--db", db]) == 0
+
+    out = capsys.readouterr().out
+    assert "status:       running" in out
+    assert "epochs:       2 done of ?" in out
+
+
+# -- export ------------------------------------------------------------------
+
+
+def test_export_csv_round_trips_exactly(record, db, capsys):
+    record("m", 4, metrics=nan_inf_metrics)
+    expected = tracker.curves("m", db=db)
+
+    assert main(["export", "m", "--db", db]) == 0
+
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == "epoch,loss,val_loss"
+    assert "\n1,nan,0.5\n" in text and "\n2,0.3333333333333333,inf\n" in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [int(r["epoch"]) for r in rows] == expected["epoch"]
+    for name in ("loss", "val_loss"):
+        assert same_floats([float(r[name]) for r in rows], expected[name]), name
+
+
+def test_export_json_round_trips_exactly(record, db, capsys):
+    record("m", 4, metrics=nan_inf_metrics)
+    expected = tracker.curves("m", db=db)
+
+    assert main(["export", "m", "--format", "json", "--db", db]) == 0
+
+    # NaN and Infinity tokens: not strict JSON, but Python's json reads them back.
+    got = json.loads(capsys.readouterr().out)
+    assert list(got) == ["epoch", "loss", "val_loss"]
+    assert got["epoch"] == expected["epoch"]
+    for name in ("loss", "val_loss"):
+        assert same_floats(got[name], expected[name]), name
+    assert math.isnan(got["loss"][1]) and got["val_loss"][2] == math.inf
+
+
+@pytest.mark.parametrize(
+    "filename, options, fmt",
+    [("c.json", [], "json"), ("c.csv", [], "csv"), ("c.txt", [], "csv"), ("c.json", ["--format", "csv"], "csv")],
+    ids=["json-from-extension", "csv-from-extension", "csv-by-default", "format-beats-extension"],
+)
+def test_export_to_file(record, db, tmp_path, capsys, filename, options, fmt):
+    record("m", 3, metrics=nan_inf_metrics)
+    target = tmp_path / filename
+
+    assert main(["export", "m", "--db", db, "-o", str(target), *options]) == 0
+
+    assert capsys.readouterr().out == ""
+    text = target.read_text(encoding="utf-8")
+    if fmt == "json":
+        assert json.loads(text)["epoch"] == [0, 1, 2]
+    else:
+        assert text.splitlines() == ["epoch,loss,val_loss", "0,1.0,0.5", "1,nan,0.5", "2,0.3333333333333333,inf"]
+
+
+def test_export_include_superseded(record, db, capsys):
+    record("r", 3)
+    store = open_store(db)
+    try:
+        store.supersede(store.get_run("r"), None, 2)  # what a rewind to epoch 1 does
+    finally:
+        store.close()
+    record("r", 4)
+
+    assert main(["export", "r", "--include-superseded", "--db", db]) == 0
+
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0]) == ["epoch", "superseded", "accuracy", "loss", "val_loss"]
+    assert [(r["epoch"], r["superseded"]) for r in rows] == [
+        ("0", "false"), ("1", "false"), ("2", "true"), ("2", "false"), ("3", "false"),
+    ]
+
+
+# -- --db, errors, help, imports --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--db", "{db}", "list"], ["list", "--db", "{db}"],
+        ["--db", "{db}", "show", "a"], ["show", "a", "--db", "{db}"],
+        ["--db", "{db}", "export", "a"], ["export", "a", "--db", "{db}"],
+        ["--db", "missing.db", "list", "--db", "{db}"],
+    ],
+    ids=["before-list", "after-list", "before-show", "after-show", "before-export", "after-export", "after-wins"],
+)
+def test_db_before_or_after_the_subcommand(record, db, capsys, argv):
+    record("a", 2)
+
+    assert main([a.format(db=db) for a in argv]) == 0
+    assert "a" in capsys.readouterr().out
+
+
+def test_db_from_environment(record, db, capsys, monkeypatch):
+    record("a", 2)
+    monkeypatch.setenv("TRACKER_DB", db)
+
+    assert main(["show", "a"]) == 0
+    assert "status:       completed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["show"], ["export", "a", "--format", "xml"], ["nope"], ["list", "--bogus"]],
+    ids=["missing-run", "bad-format", "unknown-command", "unknown-option"],
+)
+def test_usage_errors_exit_2(db, argv):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--db", db])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["show"], ["export"]], ids=["top", "list", "show", "export"])
+def test_help_has_an_example(capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert "Example" in capsys.readouterr().out
+
+
+def test_password_is_never_printed(tmp_path):
+    # No server listens there and the driver may be missing: it fails either way, without showing the password.
+    result = run_cli("-m", "tracker", "list", "--db", PASSWORD_URL, cwd=tmp_path)
+
+    assert result.returncode != 0
+    assert "secret" not in result.stdout + result.stderr
+
+
+def test_missing_driver_is_a_one_line_error(tmp_path):
+    result = run_cli("-m", "tracker", "list", "--db", PASSWORD_URL, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "u:***@127.0.0.1" in result.stderr
+
+
+def test_cli_does_not_import_tensorflow_keras_or_matplotlib(record, db, tmp_path):
+    record("a", 1)
+
+    result = run_cli("-X", "importtime", "-m", "tracker", "list", "--db", db, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "import time:" in result.stderr
+    heavy = [line for line in result.stderr.splitlines() if any(m in line for m in ("tensorflow", "keras", "matplotlib"))]
+    assert heavy == []

@@ -1,0 +1,165 @@
+"""`python -m tracker.plot` and `tracker.plot.build_figure`: real SQLite, runs recorded without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracker.errors import RunNotFoundError
+from tracker.plot import build_figure, main
+
+
+def _labels(ax) -> list[str]:
+    return ax.get_legend_handles_labels()[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "check"),
+    [
+        ("curves.png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
+        ("curves.svg", lambda b: b"<svg" in b),
+        ("curves.pdf", lambda b: b.startswith(b"%PDF")),
+        ("CURVES.PNG", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
+    ],
+    ids=["png", "svg", "pdf", "upper-case-extension"],
+)
+def test_writes_format_from_extension(record, db, tmp_path, capsys, name, check):
+    record("a", 4)
+    out = tmp_path / name
+    assert main(["a", "-o", str(out), "--db", db]) == 0
+    assert check(out.read_bytes())
+    assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_one_panel_per_family_val_dashed(record, db):
+    record("a", 5)
+    fig = build_figure(["a"], db=db)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    loss, accuracy = fig.axes
+    lines = {line.get_label(): line for line in loss.get_lines()}
+    assert lines["a loss"].get_linestyle() == "-"
+    assert lines["a val_loss"].get_linestyle() == "--"
+    assert lines["a loss"].get_color() == lines["a val_loss"].get_color()
+    assert list(lines["a loss"].get_xdata()) == [0, 1, 2, 3, 4]
+    assert "a accuracy" in _labels(accuracy)
+    assert fig.get_suptitle() == "a"
+
+
+def test_runs_overlaid_in_shared_panels(record, db):
+    record("cnn-a", 3)
+    record("cnn-b", 4)
+    fig = build_figure(["cnn-a", "cnn-b"], db=db)
+    assert len(fig.axes) == 2
+    labels = _labels(fig.axes[0])
+    assert {"cnn-a loss", "cnn-a val_loss", "cnn-b loss", "cnn-b val_loss"} <= set(labels)
+    colors = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()}
+    assert colors["cnn-a loss"] != colors["cnn-b loss"]
+    assert fig.get_suptitle() == "cnn-a, cnn-b"
+
+
+def test_resume_point_marked_between_epochs(record, db):
+    record("r", 3, finish=None)
+    # The first attempt still looks alive in this process, so the second takes over.
+    record("r", 6, force=True)
+    fig = build_figure(["r"], db=db)
+    for ax in fig.axes:
+        resumed = [line for line in ax.get_lines() if line.get_label() == "r resumed"]
+        assert len(resumed) == 1
+        assert list(resumed[0].get_xdata()) == [2.5, 2.5]
+        assert resumed[0].get_linestyle() == ":"
+
+
+def test_best_epoch_starred_on_monitor_panel(record, db):
+    record("a", 8)  # conftest's loss_at: val_loss falls until epoch 10, so epoch 7 is the best of 0..7
+    fig = build_figure(["a"], db=db)
+    loss, accuracy = fig.axes
+    stars = [line for line in loss.get_lines() if line.get_label() == "a best val_loss"]
+    assert len(stars) == 1 and stars[0].get_marker() == "*"
+    assert (list(stars[0].get_xdata()), list(stars[0].get_ydata())) == ([7], [1.5 / 8 + 0.07])
+    assert not any("best" in label for label in _labels(accuracy))
+
+
+def test_metrics_selects_families(record, db):
+    record("a", 3)
+    fig = build_figure(["a"], db=db, metrics=["loss"])
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+    assert set(_labels(fig.axes[0])) >= {"a loss", "a val_loss"}
+    fig = build_figure(["a"], db=db, metrics=["val_loss"])
+    assert "a loss" not in _labels(fig.axes[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["a", "-o", "curves.jpg"], ["'.jpg'", ".png, .svg, .pdf"]),
+        (["a", "-o", "curves"], ["no extension", ".png"]),
+        (["a", "-o", "missing/curves.png"], ["Output folder", "missing", "does not exist"]),
+        (["aa", "-o", "curves.png"], ["No run named 'aa'", "Did you mean: 'a'"]),
+        (["a", "-o", "curves.png", "--metrics", "f1"], ["No metric named 'f1'", "val_loss"]),
+        (["a", "-o", "curves.png", "--db", "nowhere.db"], ["No database at", "nowhere.db"]),
+    ],
+    ids=["bad-extension", "no-extension", "missing-folder", "unknown-run", "unknown-metric", "missing-db"],
+)
+def test_errors_exit_1_with_one_line(record, db, tmp_path, capsys, args, words):
+    record("a", 2)
+    if "--db" not in args:
+        args = [*args, "--db", db]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "nowhere.db").exists()
+    assert not (tmp_path / "missing").exists()
+
+
+def test_bad_extension_fails_before_reading_the_database(tmp_path, capsys):
+    # The database does not exist: only the extension can be reported.
+    assert main(["a", "-o", "curves.gif", "--db", str(tmp_path / "nope.db")]) == 1
+    assert "'.gif'" in capsys.readouterr().err
+
+
+def test_run_without_epochs_is_an_error(record, db, capsys):
+    record("empty", 0)
+    assert main(["empty", "-o", "curves.png", "--db", db]) == 1
+    assert "no committed epochs" in capsys.readouterr().err
+
+
+def test_unknown_run_raises_from_build_figure(record, db):
+    record("cnn-a", 1)
+    with pytest.raises(RunNotFoundError, match="Did you mean"):
+        build_figure(["cnn-b"], db=db)
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["a"])  # no -o
+    assert e.value.code == 2
+    assert "-o" in capsys.readouterr().err
+
+
+def test_cli_never_imports_tensorflow(record, db, tmp_path):
+    record("a", 3)
+    out = tmp_path / "curves.png"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tracker.plot", "a", "-o", str(out), "--db", db],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = [line for line in proc.stderr.splitlines() if "tensorflow" in line or "keras" in line]
+    assert imported == []
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_more_than_two_runs_stack_panels_with_legend_beside(record, db):
+    for name in ("a", "b", "c"):
+        record(name, 3)
+    fig = build_figure(["a", "b", "c"], db=db)
+    assert [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes] == [(2, 1), (2, 1)]
+    assert {"a loss", "b loss", "c loss"} <= set(_labels(fig.axes[0]))
+    assert fig.axes[0].get_legend().get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1
