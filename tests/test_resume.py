@@ -1,0 +1,121 @@
+"""``python -m tracker.resume``: re-launch, --check, --from-epoch, refusals. No TensorFlow here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracker
+from tracker import resume
+
+CHILD = Path(__file__).with_name("child_numpy.py")
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "CRASH_AT"}
+    env.update(TRACKER_DB=str(tmp_path / "t.db"), TRACKER_CHECKPOINT_DIR=str(tmp_path / "ckpt"), **extra)
+    return env
+
+
+def start_crashing(tmp_path: Path, script: Path, epochs: int = 5, crash_at: int = 3) -> None:
+    result = subprocess.run([sys.executable, script.name, "r", str(epochs)], cwd=tmp_path,
+                            env=env_for(tmp_path, CRASH_AT=str(crash_at)), timeout=120)
+    assert result.returncode == (9 if crash_at < epochs else 0)
+
+
+def resume_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker.resume", "r", *args], cwd=tmp_path,
+                          env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    copy = tmp_path / "train.py"
+    shutil.copy(CHILD, copy)
+    return copy
+
+
+def test_resume_relaunches_the_recorded_command(tmp_path, script):
+    start_crashing(tmp_path, script)
+    assert tracker.runs(str(tmp_path / "t.db"))[0].status == "crashed"
+    result = resume_cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "started at epoch 3" in result.stdout
+    assert f"resuming run r: {sys.executable} train.py r 5" in result.stderr
+    assert tracker.curves("r", db=str(tmp_path / "t.db"))["epoch"] == [0, 1, 2, 3, 4]
+    assert tracker.runs(str(tmp_path / "t.db"))[0].status == "completed"
+
+
+def test_check_reports_the_resume_point_without_training(tmp_path, script):
+    start_crashing(tmp_path, script)
+    result = resume_cli(tmp_path, "--check")
+    assert result.returncode == 0, result.stderr
+    assert "status crashed, last committed epoch 2, target epochs 5" in result.stdout
+    assert "resume point: epoch 2" in result.stdout and "sha256 ok" in result.stdout
+    assert tracker.curves("r", db=str(tmp_path / "t.db"))["epoch"] == [0, 1, 2]
+
+
+def test_check_names_a_corrupt_checkpoint(tmp_path, script):
+    start_crashing(tmp_path, script)
+    newest = next((tmp_path / "ckpt" / "r").glob("epoch-000002-*.npz"))
+    newest.write_bytes(b"garbage")
+    result = resume_cli(tmp_path, "--check")
+    assert "does not verify: epoch 2" in result.stdout and "resume point: epoch 1" in result.stdout
+
+
+def test_from_epoch_rewinds_and_keeps_later_epochs_superseded(tmp_path, script):
+    start_crashing(tmp_path, script, epochs=5, crash_at=99)  # finishes all 5 epochs
+    result = resume_cli(tmp_path, "--from-epoch", "3")
+    assert result.returncode == 0, result.stderr
+    assert "rewound run r to epoch 3; 1 later epoch(s) kept as superseded" in result.stderr
+    db = str(tmp_path / "t.db")
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3, 4]
+    assert tracker.curves("r", db=db, include_superseded=True)["superseded"] == [False, False, False, False, True, False]
+
+
+def test_from_epoch_without_a_kept_checkpoint_is_refused(tmp_path, script):
+    start_crashing(tmp_path, script, epochs=6, crash_at=99)
+    result = resume_cli(tmp_path, "--from-epoch", "0")
+    assert result.returncode == 1
+    assert "no kept checkpoint for epoch 0 (kept: 3, 4, 5)" in result.stderr
+
+
+def test_missing_script_is_a_clear_error(tmp_path, script):
+    start_crashing(tmp_path, script)
+    script.unlink()
+    result = resume_cli(tmp_path)
+    assert result.returncode == 1
+    assert f"script {script} no longer exists" in result.stderr
+
+
+def test_unknown_run_suggests_names(tmp_path, script):
+    start_crashing(tmp_path, script)
+    result = subprocess.run([sys.executable, "-m", "tracker.resume", "rr"], cwd=tmp_path, env=env_for(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Did you mean: 'r'" in result.stderr
+
+
+def test_a_live_run_is_not_resumed_without_force(record, db):
+    record("r", 2, finish=None)  # this test process is the live writer
+    assert resume.main(["r", "--db", db]) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, kind",
+    [
+        (["train.py", "--lr", "1"], ("script", "train.py")),
+        (["-u", "-X", "importtime", "train.py"], ("script", "train.py")),
+        (["-m", "pkg.train", "x"], ("module", "pkg.train")),
+        (["-c", "print(1)"], ("command", "")),
+        (["-"], ("stdin", "")),
+        ([], ("interactive", "")),
+    ],
+    ids=["script", "options", "module", "command", "stdin", "repl"],
+)
+def test_entry_point_of_recorded_command(argv, kind):
+    assert resume._entry_point(argv) == kind
