@@ -219,3 +219,13 @@ def test_passwords_are_masked_in_messages(url):
 
     assert "hunter2" not in mask(url)
     assert "hunter2" not in locate(url).display
+
+
+def test_a_checkpoint_folder_owned_by_another_database_is_refused(tmp_path, record, ckpt):
+    record("r", 2)
+    before = sorted(p.name for p in (Path(ckpt) / "r").iterdir())
+    other = tracker.track("r", db=str(tmp_path / "other.db"), checkpoint_dir=ckpt)
+    with pytest.raises(tracker.CheckpointError, match="belongs to another run of the same name"):
+        other.start()
+    assert sorted(p.name for p in (Path(ckpt) / "r").iterdir()) == before
+    assert tracker.runs(str(tmp_path / "other.db"))[0].status == "failed"

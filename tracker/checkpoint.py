@@ -76,6 +76,31 @@ class _HashingFile:
         self._raw.flush()
 
 
+_MARKER = ".tracker-run"
+
+
+def claim(folder: Path, uid: str, owner: str) -> None:
+    """Mark ``folder`` as the checkpoint folder of run ``uid``; refuse one that another run owns.
+
+    Two databases can hold runs of the same name with the same default folder;
+    without this, one run's orphan sweep would delete the other's checkpoints.
+    """
+    marker = folder / _MARKER
+    try:
+        recorded = marker.read_text().splitlines()
+    except FileNotFoundError:
+        temp = folder / f".{_MARKER}.{uuid.uuid4().hex}.tmp"
+        temp.write_text(f"{uid}\n{owner}\n")
+        os.replace(temp, marker)
+        return
+    if not recorded or recorded[0] != uid:
+        other = recorded[1] if len(recorded) > 1 else "an unknown database"
+        raise CheckpointError(
+            f"Checkpoint folder {folder} belongs to another run of the same name (recorded in {other}). "
+            "tracker leaves its files alone: pass a different checkpoint_dir= or run name."
+        )
+
+
 def probe_writable(folder: Path) -> None:
     """Raise `CheckpointError` now, before training, if ``folder`` cannot hold checkpoints."""
     try:

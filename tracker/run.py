@@ -140,9 +140,13 @@ class Run:
 
     def __enter__(self) -> Run:
         self.start()
-        from tracker import keras as keras_adapter
+        try:
+            from tracker import keras as keras_adapter
 
-        self._unpatch = keras_adapter.patch_fit(self)
+            self._unpatch = keras_adapter.patch_fit(self)
+        except BaseException as e:
+            self.finish("failed", error=f"{type(e).__name__}: {e}")
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -162,13 +166,18 @@ class Run:
         self._run, self._attempt_id = self._store.start_attempt(
             self.name, config=self._config, checkpoint_dir=str(self.folder), process=_this_process(), force=self._force,
         )
-        if self._monitor_given is None and self._run.monitor:
-            self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
-        elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
-            self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
-        checkpoint.sweep(self.folder, self._store.referenced_paths(self._run.id))
-        self._find_resume_point()
-        self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
+        try:
+            checkpoint.claim(self.folder, self._run.uid, self._store.display)
+            if self._monitor_given is None and self._run.monitor:
+                self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
+            elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
+                self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
+            checkpoint.sweep(self.folder, self._store.referenced_paths(self._run.id))
+            self._find_resume_point()
+            self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
+        except BaseException as e:
+            self.finish("failed", error=f"{type(e).__name__}: {e}")
+            raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)
         self._heartbeat.start()
 

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import socket
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ class AttemptRow:
 class RunRow:
     id: int
     name: str
+    #: Unique across databases: marks the run's checkpoint folder as its own.
+    uid: str
     status: str
     created_at: datetime
     updated_at: datetime
@@ -259,7 +262,7 @@ class Store:
             if row is None:
                 run_id = conn.execute(
                     runs.insert().values(
-                        name=name, status="running", created_at=t, updated_at=t,
+                        name=name, uid=uuid.uuid4().hex, status="running", created_at=t, updated_at=t,
                         config=json.dumps(dict(config), sort_keys=True), checkpoint_dir=checkpoint_dir,
                     )
                 ).inserted_primary_key[0]
@@ -502,7 +505,7 @@ class Store:
 
 def _run_row(r: Mapping) -> RunRow:
     return RunRow(
-        id=r["id"], name=r["name"], status=r["status"], created_at=_aware(r["created_at"]),
+        id=r["id"], name=r["name"], uid=r["uid"], status=r["status"], created_at=_aware(r["created_at"]),
         updated_at=_aware(r["updated_at"]), config=json.loads(r["config"]), monitor=r["monitor"],
         mode=r["mode"], target_epochs=r["target_epochs"], checkpoint_dir=r["checkpoint_dir"],
         last_epoch=r["last_epoch"], best_epoch=r["best_epoch"], best_value=r["best_value"],
