@@ -133,3 +133,42 @@ def test_no_checkpoint_verifies_starts_over(make_model, data, db, ckpt):
         fit_tracked(make_model, data, "r", 2, db, ckpt)
     assert tracker.curves("r", db=db)["epoch"] == [0, 1]
     assert tracker.curves("r", db=db, include_superseded=True)["epoch"] == [0, 0, 1, 1]
+
+
+def test_captured_state_is_a_snapshot_that_training_does_not_change(make_model, data):
+    from tracker.keras import capture
+
+    x, y = data
+    model = make_model()
+    model.fit(x, y, epochs=1, **FIT)
+    arrays, _ = capture(model)
+    frozen = {k: v.copy() for k, v in arrays.items()}
+    model.fit(x, y, epochs=1, **FIT)
+    assert any(not np.array_equal(v.numpy(), frozen[f"model.{i:05d}"]) for i, v in enumerate(model.weights))
+    for k in arrays:
+        np.testing.assert_array_equal(arrays[k], frozen[k])
+
+
+def test_a_failing_writer_stops_training_at_the_next_epoch_and_keeps_the_committed_point(make_model, data, db, ckpt, monkeypatch):
+    fit_tracked(make_model, data, "r", 2, db, ckpt)
+    real_write = checkpoint.write
+
+    def disk_full(folder, epoch, *args):
+        if epoch >= 3:
+            raise tracker.CheckpointError(f"Cannot write checkpoint for epoch {epoch}: No space left on device.")
+        return real_write(folder, epoch, *args)
+
+    monkeypatch.setattr(checkpoint, "write", disk_full)
+    seen = []
+    x, y = data
+    model = make_model()
+    with pytest.raises(tracker.TrackerError, match="Saving an epoch failed: .*No space left on device"):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt):
+            from keras.callbacks import LambdaCallback
+
+            model.fit(x, y, epochs=8, callbacks=[LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(e))], **FIT)
+    assert seen == [2, 3, 4]  # epoch 3's failure surfaces when epoch 4 hands over
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
+    monkeypatch.undo()
+    fit_tracked(make_model, data, "r", 4, db, ckpt)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3]

@@ -26,8 +26,10 @@ def capture(model: keras.Model) -> tuple[dict[str, np.ndarray], dict]:
     """Copy the model's weights and its optimizer's variables (moments, iteration count) into arrays."""
     model_vars = list(model.weights)
     opt_vars = list(model.optimizer.variables) if model.optimizer is not None else []
-    arrays = {f"model.{i:05d}": np.array(v.numpy()) for i, v in enumerate(model_vars)}
-    arrays.update({f"optimizer.{i:05d}": np.array(v.numpy()) for i, v in enumerate(opt_vars)})
+    # Reading a TensorFlow variable yields an immutable tensor (later updates copy on write),
+    # so these arrays are a snapshot that the background writer can use while training goes on.
+    arrays = {f"model.{i:05d}": v.numpy() for i, v in enumerate(model_vars)}
+    arrays.update({f"optimizer.{i:05d}": v.numpy() for i, v in enumerate(opt_vars)})
     header = {
         "format": _FORMAT,
         "model": [v.path for v in model_vars],
@@ -109,7 +111,10 @@ class TrackerCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         arrays, header = capture(self.model)
-        self.run.commit_epoch(epoch, logs or {}, arrays, header)
+        self.run.submit_epoch(epoch, logs or {}, arrays, header)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.run.flush()
 
 
 def patch_fit(run: Run) -> Callable[[], None]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, TrackerError
+from tracker.writer import BackgroundWriter
 from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Run:
         self._heartbeat: threading.Thread | None = None
         self._unpatch = None
         self._callback = None
+        self._writer: BackgroundWriter | None = None
         #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies.
         self.initial_epoch = 0
         #: The arrays and header of the checkpoint to resume from, until the model takes them.
@@ -217,6 +219,9 @@ class Run:
         """Record how this attempt ended and release the run."""
         if self._store is None:
             return
+        if self._writer is not None:
+            self._writer.close()  # what was handed over is committed before the attempt ends
+            self._writer = None
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -252,8 +257,25 @@ class Run:
         state, self.resume_state = self.resume_state, None
         return state
 
+    def submit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
+        """Hand ``epoch`` to the background writer and return; it is committed by `commit_epoch` on that thread.
+
+        Waits first until the previous epoch is committed, so training is never more than one
+        epoch ahead of the database, and raises here if that previous epoch failed.
+        ``arrays`` must be a snapshot that training will not change.
+        """
+        values = {str(k): _scalar(k, v) for k, v in logs.items()}  # bad metrics fail on the caller's thread
+        if self._writer is None:
+            self._writer = BackgroundWriter(lambda job: self.commit_epoch(*job), name=f"tracker-writer-{self.name}")
+        self._writer.submit((epoch, values, arrays, header))
+
+    def flush(self) -> None:
+        """Wait until every handed-over epoch is committed; raise if one could not be."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def commit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
-        """Make ``epoch`` durable: the checkpoint file first, then its row and metrics in one transaction."""
+        """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction."""
         values = {str(k): _scalar(k, v) for k, v in logs.items()}
         if self._first_commit:
             self._settle_monitor(values)

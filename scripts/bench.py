@@ -1,0 +1,739 @@
+"""Benchmark tracker against baselines measured in the same run: every figure is a ratio of medians.
+
+Each row times tracker and its baseline interleaved (A, B, A, B, ...) so that the
+noise of a shared machine falls on both alike, and reports the medians in ms next
+to their ratio and the target the row is held to. Nothing here asserts a timing.
+
+    python scripts/bench.py            # the full table, a few minutes on 2 cores
+    python scripts/bench.py --quick    # every row at toy sizes, a smoke test (well under a minute)
+    python scripts/bench.py --reps 9   # more repetitions, for steadier medians
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_TRAIN = ROOT / "scripts" / "demo_train.py"
+LOGS = {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.75}
+TABLE_HEADER = f"{'row':<4} {'measurement':<54} {'tracker':>11} {'baseline':>11} {'ratio':>8}  {'target':<9} note"
+
+
+# -- plan ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many repetitions and how much data each row uses."""
+
+    quick: bool
+    reps: int
+    commit_reps: int  # row 1: one-row transactions, ~ms each
+    hook_reps_cnn: int  # row 2, demo CNN: ~10 ms per end of epoch
+    hook_reps_big: int  # row 2, 5M model: ~0.1-1 s per end of epoch
+    fit_rounds: int  # row 3: (plain, tracked) fit pairs per model
+    fit_epochs: int  # row 3: epochs per fit; the first is skipped (tracing)
+    cnn_samples: int
+    big_samples: int  # sized so that one 5M-model epoch takes ~1-2 s on 2 cores
+    curve_epochs: int  # row 4
+    curve_reps: int
+    process_reps: int  # rows 5 and 6: whole processes
+    rss_reps: int  # row 7: whole training processes
+    rss_samples: int
+
+
+def make_plan(quick: bool, reps: int | None) -> Plan:
+    if quick:
+        r = reps or 1
+        return Plan(quick, r, commit_reps=20 * r, hook_reps_cnn=3 * r, hook_reps_big=2 * r, fit_rounds=r,
+                    fit_epochs=3, cnn_samples=640, big_samples=256, curve_epochs=2_000, curve_reps=2 * r,
+                    process_reps=r, rss_reps=r, rss_samples=128)
+    r = reps or 5
+    return Plan(quick, r, commit_reps=40 * r, hook_reps_cnn=6 * r, hook_reps_big=2 * r + 1, fit_rounds=r,
+                fit_epochs=6, cnn_samples=3_000, big_samples=1_024, curve_epochs=100_000, curve_reps=2 * r,
+                process_reps=r, rss_reps=max(1, r // 2), rss_samples=1_024)
+
+
+# -- timing helpers ------------------------------------------------------------
+
+
+Case = Callable[[], list[float]]
+
+
+def timed(fn: Callable[[], object]) -> Case:
+    """A case that times one whole call of ``fn``."""
+
+    def case() -> list[float]:
+        start = time.perf_counter()
+        fn()
+        return [time.perf_counter() - start]
+
+    return case
+
+
+def interleaved(cases: dict[str, Case], rounds: int, *, warmup: int = 1) -> dict[str, list[float]]:
+    """Run every case once per round, rotating the order each round, and pool each case's samples (seconds).
+
+    Rotating spreads a noisy neighbour's bursts, and any drift, over all cases alike.
+    """
+    names = list(cases)
+    for _ in range(warmup):
+        for name in names:
+            cases[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            samples[name].extend(cases[name]())
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def run_process(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a child to completion; raise with its stderr if it fails, so a broken row is not timed."""
+    proc = subprocess.run(argv, cwd=cwd, env=child_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def python_c(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def process_case(argv: list[str], *, cwd: Path | None = None) -> Case:
+    """A case that times ``argv`` as a whole process."""
+    return timed(lambda: run_process(argv, cwd=cwd))
+
+
+def progress(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- the table -----------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    key: str
+    what: str
+    value: str
+    baseline: str
+    ratio: float | None
+    target: str = ""
+    note: str = ""
+
+
+@dataclass
+class Table:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, *args: object, **kwargs: object) -> None:
+        self.rows.append(Row(*args, **kwargs))
+
+    def na(self, key: str, what: str, reason: str, target: str = "") -> None:
+        self.rows.append(Row(key, what, "n/a", "n/a", None, target, reason))
+
+    def print(self) -> None:
+        print(TABLE_HEADER)
+        print("-" * len(TABLE_HEADER))
+        for r in self.rows:
+            ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+            print(f"{r.key:<4} {r.what:<54} {r.value:>11} {r.baseline:>11} {ratio:>8}  {r.target:<9} {r.note}".rstrip())
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 0.1 else f"{seconds * 1e3:.0f} ms"
+
+
+def mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:.0f} MB"
+
+
+def add_ratio(table: Table, key: str, what: str, samples: dict[str, list[float]], ours: str, base: str,
+              *, target: str = "", note: str = "") -> None:
+    a, b = median(samples[ours]), median(samples[base])
+    n = f"n={len(samples[ours])}/{len(samples[base])}"
+    table.add(key, what, ms(a), ms(b), a / b, target, f"{n}; {note}" if note else n)
+
+
+# -- models and data -------------------------------------------------------------
+
+
+def load_demo():
+    """scripts/demo_train.py as a module: its ``build_model`` and ``blobs``."""
+    spec = importlib.util.spec_from_file_location("demo_train", DEMO_TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_big_model():
+    """~5.3M parameters: a 3072-input MLP with three 1024-wide hidden layers, Adam."""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((3072,)),
+        keras.layers.Dense(1024, activation="relu"),
+        keras.layers.Dense(1024, activation="relu"),
+        keras.layers.Dense(1024, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def big_data(n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 3072)).astype("float32"), rng.integers(0, 10, n)
+
+
+@contextmanager
+def folder(parent: Path, name: str) -> Iterator[Path]:
+    """A fresh subfolder, removed afterwards: checkpoints of the 5M model are ~60 MB each."""
+    path = parent / name
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- row 1: one epoch's commit ---------------------------------------------------------
+
+
+def row_commit(table: Table, plan: Plan, work: Path) -> None:
+    progress("row 1: Store.commit_epoch vs raw sqlite3")
+    from tracker.run import _this_process
+    from tracker.store import FileInfo, open_store
+
+    with folder(work, "commit") as d:
+        store = open_store(d / "tracker.db")
+        run, attempt = store.start_attempt("bench-commit", config={}, checkpoint_dir=str(d), process=_this_process(), force=False)
+        run = store.set_monitor(run, "val_loss", "min")
+        raw = sqlite3.connect(d / "raw.db", isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=FULL")
+        raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, value REAL)")
+        epoch = iter(range(10**9))
+
+        def tracker_commit() -> None:
+            e = next(epoch)
+            info = FileInfo(str(d / f"epoch-{e:06d}.npz"), 123_456, "0" * 64)
+            store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info)
+
+        def raw_commit() -> None:
+            raw.execute("BEGIN")
+            raw.execute("INSERT INTO t (epoch, value) VALUES (?, ?)", (1, 0.5))
+            raw.execute("COMMIT")
+
+        samples = interleaved({"tracker": timed(tracker_commit), "raw": timed(raw_commit)}, plan.commit_reps, warmup=3)
+        raw.close()
+        store.close()
+    add_ratio(table, "1", "commit_epoch (4 metrics + ckpt ptr) / raw INSERT txn", samples, "tracker", "raw",
+              target="<= 2x", note="SQLite WAL, synchronous=FULL")
+    row_commit_mlflow(table, plan, work)
+
+
+def row_commit_mlflow(table: Table, plan: Plan, work: Path) -> None:
+    what = "MLflow log_metrics (4 metrics, sqlite store) / raw txn"
+    if importlib.util.find_spec("mlflow") is None:
+        table.na("1b", what, "mlflow not installed")
+        return
+    import mlflow
+
+    with folder(work, "mlflow") as d:
+        mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
+        raw = sqlite3.connect(d / "raw.db", isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=FULL")
+        raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, value REAL)")
+        step = iter(range(10**9))
+
+        def raw_commit() -> None:
+            raw.execute("BEGIN")
+            raw.execute("INSERT INTO t (epoch, value) VALUES (?, ?)", (1, 0.5))
+            raw.execute("COMMIT")
+
+        with mlflow.start_run():
+            samples = interleaved({"mlflow": timed(lambda: mlflow.log_metrics(LOGS, step=next(step))), "raw": timed(raw_commit)},
+                                  plan.commit_reps, warmup=3)
+        raw.close()
+    add_ratio(table, "1b", what, samples, "mlflow", "raw", note="for comparison; no checkpoint pointer")
+
+
+# -- row 2: end of epoch on the training thread ----------------------------------------------
+
+
+def row_end_of_epoch(table: Table, plan: Plan, work: Path, demo) -> None:
+    import keras
+
+    x, y = demo.blobs(256, seed=1)
+    models = [("demo CNN", demo.build_model(), x, y, plan.hook_reps_cnn, "2a")]
+    bx, by = big_data(256)
+    models.append(("5M MLP", build_big_model(), bx, by, plan.hook_reps_big, "2b"))
+    for label, model, mx, my, reps, key in models:
+        progress(f"row {key}: end-of-epoch callbacks, {label} ({model.count_params():,} params)")
+        model.fit(mx, my, epochs=1, batch_size=64, verbose=0)  # builds the optimizer's variables
+        with folder(work, f"hooks-{key}") as d:
+            samples, ckpt_bytes, background = time_end_of_epoch(model, d, reps)
+        how = ("hands over to the background writer" if background else "synchronous: no background writer in this tree")
+        add_ratio(table, key, f"end of epoch, {label}: tracker on_epoch_end / MC+CSV", samples, "tracker", "mc_csv",
+                  target="<= 0.25x", note=f"training thread, {how}; ckpt {mb(ckpt_bytes)}")
+        add_ratio(table, key, "  tracker on_epoch_end / BackupAndRestore", samples, "tracker", "backup",
+                  note="BackupAndRestore overwrites one .h5, no fsync")
+        add_ratio(table, key, "  tracker until durable / MC+CSV", samples, "tracker_durable", "mc_csv",
+                  note="on_epoch_end + flush: write, fsync, hash, commit, retention")
+        add_ratio(table, key, "  tracker until durable / MC+CSV+fsync(.h5)", samples, "tracker_durable", "mc_csv_fsync",
+                  note="durable vs durable")
+        del model
+        keras.backend.clear_session()
+
+
+def time_end_of_epoch(model, d: Path, reps: int) -> tuple[dict[str, list[float]], int, bool]:
+    """Time each end-of-epoch hook called directly, as fit would call it.
+
+    Returns the samples, the size of one tracker checkpoint, and whether tracker
+    has a background writer (``Run.flush``) in this tree.
+    """
+    import keras
+
+    import tracker
+    from tracker.keras import TrackerCallback
+
+    run = tracker.track("bench-hooks", db=d / "tracker.db", checkpoint_dir=d / "ckpt")
+    run.start()
+    params = {"epochs": 10**6, "steps": 1, "verbose": 0}
+    ours = TrackerCallback(run)
+    mc = keras.callbacks.ModelCheckpoint(filepath=str(d / "mc.weights.h5"), save_weights_only=True)
+    mc_durable = keras.callbacks.ModelCheckpoint(filepath=str(d / "mcd.weights.h5"), save_weights_only=True)
+    csv, csv_durable = keras.callbacks.CSVLogger(str(d / "log.csv")), keras.callbacks.CSVLogger(str(d / "logd.csv"))
+    backup = keras.callbacks.BackupAndRestore(backup_dir=str(d / "backup"))
+    for cb in (ours, mc, mc_durable, csv, csv_durable, backup):
+        cb.set_model(model)
+        cb.set_params(params)
+    for cb in (ours, csv, csv_durable, backup):
+        cb.on_train_begin()
+    epochs = {name: iter(range(10**9)) for name in ("tracker", "mc_csv", "mc_csv_fsync", "backup")}
+
+    def with_fsync() -> None:
+        e = next(epochs["mc_csv_fsync"])
+        mc_durable.on_epoch_end(e, LOGS)
+        csv_durable.on_epoch_end(e, LOGS)
+        fsync_file(d / "mcd.weights.h5")
+
+    def mc_csv() -> None:
+        e = next(epochs["mc_csv"])
+        mc.on_epoch_end(e, LOGS)
+        csv.on_epoch_end(e, LOGS)
+
+    # With a background writer, on_epoch_end only hands the epoch over; flush() waits until it is committed.
+    flush = getattr(run, "flush", lambda: None)
+
+    def tracker_thread() -> list[float]:
+        start = time.perf_counter()
+        ours.on_epoch_end(next(epochs["tracker"]), LOGS)
+        elapsed = time.perf_counter() - start
+        flush()  # untimed: in fit the writer works during the next epoch, here it must not overlap the next case
+        return [elapsed]
+
+    def tracker_durable() -> None:
+        ours.on_epoch_end(next(epochs["tracker"]), LOGS)
+        flush()
+
+    cases = {
+        "tracker": tracker_thread,
+        "tracker_durable": timed(tracker_durable),
+        "mc_csv": timed(mc_csv),
+        "mc_csv_fsync": timed(with_fsync),
+        "backup": timed(lambda: backup.on_epoch_end(next(epochs["backup"]), LOGS)),
+    }
+    try:
+        samples = interleaved(cases, reps)
+        ckpt_bytes = run._store.checkpoints(run._run.id)[0].checkpoint.size
+    finally:
+        csv.on_train_end()
+        csv_durable.on_train_end()
+        run.finish("completed")
+    return samples, ckpt_bytes, hasattr(run, "flush")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- row 3: epoch wall time in fit --------------------------------------------------------------
+
+
+def row_fit(table: Table, plan: Plan, work: Path, demo) -> None:
+    cnn_x, cnn_y = demo.blobs(plan.cnn_samples, seed=1)
+    big_x, big_y = big_data(plan.big_samples)
+    cases = [("3a", "demo CNN", demo.build_model, cnn_x, cnn_y), ("3b", "5M MLP", build_big_model, big_x, big_y)]
+    for key, label, build, x, y in cases:
+        progress(f"row {key}: epoch wall time, {label}, {plan.fit_rounds} x (plain, tracked) fits of {plan.fit_epochs} epochs")
+        with folder(work, f"fit-{key}") as d:
+            runs = iter(range(10**6))
+            samples = interleaved(
+                {"tracked": lambda: fit_epoch_times(build, x, y, plan.fit_epochs, d, next(runs)),
+                 "plain": lambda: fit_epoch_times(build, x, y, plan.fit_epochs, None, 0)},
+                plan.fit_rounds, warmup=0,
+            )
+        add_ratio(table, key, f"epoch wall time, {label}: tracked / plain fit", samples, "tracked", "plain",
+                  target="<= 1.02x", note=f"{len(x)} samples, batch 64, val 0.2; epochs after the 1st")
+
+
+@functools.cache
+def epoch_clock_class() -> type:
+    """A Keras callback class, made on first use so that Keras is imported only by the rows that train."""
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        """Marks each epoch's start and the end of training: the gaps include every end-of-epoch callback."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.marks: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.marks.append(time.perf_counter())
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.marks.append(time.perf_counter())
+
+        def epoch_times(self) -> list[float]:
+            gaps = [b - a for a, b in zip(self.marks, self.marks[1:])]
+            return gaps[1:]  # the first epoch traces the graph
+
+    return EpochClock
+
+
+def fit_epoch_times(build: Callable, x, y, epochs: int, d: Path | None, i: int) -> list[float]:
+    """One fresh model's fit; tracked through `tracker.track` when ``d`` is given. Returns its epoch times."""
+    import keras
+
+    import tracker
+
+    keras.backend.clear_session()
+    model, clock = build(), epoch_clock_class()()
+    fit = lambda: model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.2, verbose=0, callbacks=[clock])  # noqa: E731
+    if d is None:
+        fit()
+    else:
+        with tracker.track(f"bench-fit-{i}", db=d / "tracker.db", checkpoint_dir=d / "ckpt"):
+            fit()
+        shutil.rmtree(d / "ckpt" / f"bench-fit-{i}", ignore_errors=True)
+    return clock.epoch_times()
+
+
+# -- row 4: curve query -------------------------------------------------------------------
+
+
+CURVE_SQL = "SELECT epoch, value FROM metrics WHERE run_id=? AND name=? AND superseded=0 ORDER BY epoch"
+
+
+def bulk_run(db: Path, name: str, n_epochs: int) -> int:
+    """A completed run of ``n_epochs`` epochs x `LOGS` metrics, its epochs inserted in bulk; returns its id.
+
+    The schema comes from `open_store` (the migrations), the run and its attempt from
+    the store's own methods; only the epoch and metric rows are written here directly.
+    """
+    from tracker.run import _this_process
+    from tracker.store import open_store
+    from tracker.tables import epochs, metrics, runs
+
+    store = open_store(db)
+    try:
+        run, attempt_id = store.start_attempt(name, config={}, checkpoint_dir=str(db.parent / name),
+                                              process=_this_process(), force=False)
+        run = store.set_monitor(run, "val_loss", "min")
+        t = datetime.now(timezone.utc)
+        with store.engine.begin() as conn:
+            row = {"run_id": run.id, "attempt_id": attempt_id, "committed_at": t, "checkpoint_deleted": False, "superseded": False}
+            first = conn.execute(epochs.insert().values(epoch=0, **row)).inserted_primary_key[0]
+            # Explicit ids for the rest, so that the metric rows can point at them without reading them back.
+            conn.execute(epochs.insert(), [{"id": first + e, "epoch": e, **row} for e in range(1, n_epochs)])
+            conn.execute(metrics.insert(), [
+                {"epoch_id": first + e, "name": k, "run_id": run.id, "epoch": e, "value": v / (e + 1), "superseded": False}
+                for e in range(n_epochs) for k, v in LOGS.items()
+            ])
+            conn.execute(runs.update().where(runs.c.id == run.id).values(
+                last_epoch=n_epochs - 1, best_epoch=n_epochs - 1, best_value=LOGS["val_loss"] / n_epochs,
+            ))
+        store.set_target_epochs(run.id, n_epochs)
+        store.finish_attempt(run.id, attempt_id, "completed")
+    finally:
+        store.close()
+    return run.id
+
+
+def raw_curves(db: Path, run_id: int, names: list[str]) -> dict[str, list]:
+    con = sqlite3.connect(db)
+    try:
+        out: dict[str, list] = {}
+        for name in names:
+            rows = con.execute(CURVE_SQL, (run_id, name)).fetchall()
+            out["epoch"] = [r[0] for r in rows]
+            out[name] = [r[1] for r in rows]
+        return out
+    finally:
+        con.close()
+
+
+def row_curves(table: Table, plan: Plan, work: Path) -> None:
+    import tracker
+
+    n = plan.curve_epochs
+    progress(f"row 4: curves of a {n:,}-epoch run (building it)")
+    with folder(work, "curves") as d:
+        db = d / "tracker.db"
+        run_id = bulk_run(db, "bench-curves", n)
+        names = list(LOGS)
+        for key, which, what in (("4a", None, f"all {len(names)} metrics"), ("4b", ["loss"], "one metric")):
+            wanted = which or names
+            check = tracker.curves("bench-curves", db, metrics=which)
+            if len(check["epoch"]) != n or set(check) != {"epoch", *wanted}:
+                raise RuntimeError(f"curves returned {len(check['epoch'])} epochs and {sorted(check)}")
+            samples = interleaved({"tracker": timed(lambda: tracker.curves("bench-curves", db, metrics=which)),
+                                   "raw": timed(lambda: raw_curves(db, run_id, wanted))}, plan.curve_reps)
+            add_ratio(table, key, f"curves(), {n:,} epochs, {what} / raw sqlite3 SELECT", samples, "tracker", "raw",
+                      target="<= 50 ms" if which else "", note="includes open; baseline incl. connect")
+
+
+# -- rows 5 and 6: whole processes ------------------------------------------------------------------
+
+
+TENSORFLOW_MODULES = ("tensorflow", "keras", "tf_keras")
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Top-level module names from ``python -X importtime`` output."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def row_plot(table: Table, plan: Plan, work: Path) -> None:
+    progress("row 5: python -m tracker.plot as a process")
+    with folder(work, "plot") as d:
+        db = d / "tracker.db"
+        bulk_run(db, "bench-plot", 100)
+        plot = [sys.executable, "-m", "tracker.plot", "bench-plot", "-o", str(d / "curves.png"), "--db", str(db)]
+        samples = interleaved({
+            "plot": process_case(plot),
+            "pass": process_case(python_c("pass")),
+            "pyplot": process_case(python_c("import matplotlib.pyplot")),
+        }, plan.process_reps)
+        importtime = run_process([sys.executable, "-X", "importtime", *plot[1:]]).stderr
+    add_ratio(table, "5", "python -m tracker.plot, 100 epochs / python -c pass", samples, "plot", "pass",
+              target="<= 1.5 s", note="whole process, PNG written")
+    add_ratio(table, "5", "  same / python -c 'import matplotlib.pyplot'", samples, "plot", "pyplot")
+    loaded = sorted(imported_modules(importtime) & set(TENSORFLOW_MODULES))
+    table.add("5", "  tensorflow/keras imported by tracker.plot?", "yes" if loaded else "no", "", None, "no",
+              f"python -X importtime: {', '.join(loaded) or 'none of ' + ', '.join(TENSORFLOW_MODULES)}")
+
+
+def row_open(table: Table, plan: Plan, work: Path) -> None:
+    progress("row 6: first open of a new database as a process")
+    with folder(work, "open") as d:
+        fresh = iter(range(10**6))
+
+        def first_open() -> None:
+            cwd = d / f"db{next(fresh)}"
+            cwd.mkdir()
+            run_process(python_c("from tracker.store import open_store; open_store('new.db')"), cwd=cwd)
+            if not (cwd / "new.db").exists():
+                raise RuntimeError("open_store did not create new.db")
+
+        samples = interleaved({
+            "open": timed(first_open),
+            "pass": process_case(python_c("pass")),
+            "sa": process_case(python_c("import sqlalchemy, alembic")),
+        }, plan.process_reps)
+    add_ratio(table, "6", "open_store('new.db') in a new process / python -c pass", samples, "open", "pass",
+              note="migrations run")
+    add_ratio(table, "6", "  same / python -c 'import sqlalchemy, alembic'", samples, "open", "sa")
+
+
+# -- row 7: peak memory ----------------------------------------------------------------------
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS.
+
+    VmHWM, not ``ru_maxrss``: Linux carries the parent's peak RSS across fork+exec
+    into ``ru_maxrss``, so a child of a parent that holds TensorFlow would report
+    the parent's size. ``ru_maxrss`` is the fallback where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child_rss(mode: str, samples: int, d: Path) -> None:
+    """Child process of row 7: a 3-epoch fit of the 5M model, then one JSON line with its peak RSS."""
+    import tracker
+
+    x, y = big_data(samples)
+    model = build_big_model()
+    fit = lambda: model.fit(x, y, epochs=3, batch_size=64, validation_split=0.2, verbose=0)  # noqa: E731
+    ckpt_bytes = None
+    if mode == "tracked":
+        with tracker.track("bench-rss", db=d / "tracker.db", checkpoint_dir=d / "ckpt"):
+            fit()
+        ckpt_bytes = max(p.stat().st_size for p in (d / "ckpt" / "bench-rss").glob("*.npz"))
+    else:
+        fit()
+    print(json.dumps({"peak_rss": peak_rss_bytes(), "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "ckpt_bytes": ckpt_bytes}))
+
+
+def row_memory(table: Table, plan: Plan, work: Path) -> None:
+    progress(f"row 7: peak RSS of a 3-epoch 5M fit, {plan.rss_reps} x (plain, tracked) processes")
+    results: dict[str, list[dict]] = {"tracked": [], "plain": []}
+    runs = iter(range(10**6))
+
+    def child(mode: str) -> list[float]:
+        with folder(work, f"rss-{next(runs)}") as d:
+            argv = [sys.executable, str(Path(__file__).resolve()), "--child-rss", mode,
+                    "--child-samples", str(plan.rss_samples), "--child-dir", str(d)]
+            results[mode].append(json.loads(run_process(argv).stdout.strip().splitlines()[-1]))
+        return []
+
+    interleaved({"plain": lambda: child("plain"), "tracked": lambda: child("tracked")}, plan.rss_reps, warmup=0)
+    tracked = median([r["peak_rss"] for r in results["tracked"]])
+    plain = median([r["peak_rss"] for r in results["plain"]])
+    ckpt = results["tracked"][0]["ckpt_bytes"]
+    table.add("7", "peak RSS, 3-epoch fit of the 5M MLP: tracked / plain", mb(tracked), mb(plain), tracked / plain, "",
+              f"n={len(results['tracked'])}; {(tracked - plain) / 2**20:+.0f} MB; "
+              f"one checkpoint file = {mb(ckpt)}; VmHWM of each child")
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def code_version() -> str:
+    """The commit benchmarked, and the tracker files changed since it: the core may be mid-edit."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "tracker", "migrations"],
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    changed = [line[3:] for line in status.stdout.splitlines()]
+    return f"{head.stdout.strip()}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else " (clean)")
+
+
+def machine_report(plan: Plan) -> str:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "-"
+
+    tf = version("tensorflow-cpu") if version("tensorflow-cpu") != "-" else version("tensorflow")
+    lines = [
+        f"tracker benchmark, {datetime.now().isoformat(timespec='seconds')}",
+        f"machine: nproc={os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), {cpu_model()}, {platform.platform()}",
+        f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
+        f"python {platform.python_version()}, tensorflow {tf}, keras {version('keras')}, numpy {version('numpy')}, "
+        f"sqlalchemy {version('sqlalchemy')}, alembic {version('alembic')}, sqlite {sqlite3.sqlite_version}",
+        f"code: {code_version()}",
+        f"plan: {'quick' if plan.quick else 'full'}, reps={plan.reps}; every ratio is tracker/baseline of medians, "
+        "measured interleaved in this run",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="toy sizes and few repetitions: a smoke test")
+    parser.add_argument("--reps", type=int, metavar="N",
+                        help="repetitions per row (default 5, or 1 with --quick); fast rows take a multiple of N")
+    parser.add_argument("--child-rss", choices=["plain", "tracked"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-samples", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_rss:
+        child_rss(args.child_rss, args.child_samples, args.child_dir)
+        return 0
+    if args.reps is not None and args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    plan = make_plan(args.quick, args.reps)
+    print(machine_report(plan), flush=True)
+    started = time.perf_counter()
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
+        work = Path(tmp)
+        # The process rows first, while this process does not hold TensorFlow: less to fork, less noise.
+        row_commit(table, plan, work)
+        row_curves(table, plan, work)
+        row_plot(table, plan, work)
+        row_open(table, plan, work)
+        row_memory(table, plan, work)
+        demo = load_demo()
+        row_end_of_epoch(table, plan, work, demo)
+        row_fit(table, plan, work, demo)
+    table.rows.sort(key=lambda r: r.key[0])  # stable: keeps each row's sub-rows in order
+    print()
+    table.print()
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s; load average now "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
