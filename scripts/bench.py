@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,8 +67,8 @@ class Plan:
 def make_plan(quick: bool, reps: int | None) -> Plan:
     if quick:
         r = reps or 1
-        return Plan(quick, r, commit_reps=20 * r, hook_reps_cnn=3 * r, hook_reps_big=2 * r, fit_rounds=r,
-                    fit_epochs=3, cnn_samples=640, big_samples=256, curve_epochs=2_000, curve_reps=2 * r,
+        return Plan(quick, r, commit_reps=20 * r, hook_reps_cnn=2 * r, hook_reps_big=2 * r, fit_rounds=r,
+                    fit_epochs=2, cnn_samples=640, big_samples=256, curve_epochs=2_000, curve_reps=2 * r,
                     process_reps=r, rss_reps=r, rss_samples=128)
     r = reps or 5
     return Plan(quick, r, commit_reps=40 * r, hook_reps_cnn=6 * r, hook_reps_big=2 * r + 1, fit_rounds=r,
@@ -190,6 +191,7 @@ def add_ratio(table: Table, key: str, what: str, samples: dict[str, list[float]]
 # -- models and data -------------------------------------------------------------
 
 
+@functools.cache
 def load_demo():
     """scripts/demo_train.py as a module: its ``build_model`` and ``blobs``."""
     spec = importlib.util.spec_from_file_location("demo_train", DEMO_TRAIN)
@@ -298,9 +300,10 @@ def row_commit_mlflow(table: Table, plan: Plan, work: Path) -> None:
 # -- row 2: end of epoch on the training thread ----------------------------------------------
 
 
-def row_end_of_epoch(table: Table, plan: Plan, work: Path, demo) -> None:
+def row_end_of_epoch(table: Table, plan: Plan, work: Path) -> None:
     import keras
 
+    demo = load_demo()
     x, y = demo.blobs(256, seed=1)
     models = [("demo CNN", demo.build_model(), x, y, plan.hook_reps_cnn, "2a")]
     bx, by = big_data(256)
@@ -402,7 +405,8 @@ def fsync_file(path: Path) -> None:
 # -- row 3: epoch wall time in fit --------------------------------------------------------------
 
 
-def row_fit(table: Table, plan: Plan, work: Path, demo) -> None:
+def row_fit(table: Table, plan: Plan, work: Path) -> None:
+    demo = load_demo()
     cnn_x, cnn_y = demo.blobs(plan.cnn_samples, seed=1)
     big_x, big_y = big_data(plan.big_samples)
     cases = [("3a", "demo CNN", demo.build_model, cnn_x, cnn_y), ("3b", "5M MLP", build_big_model, big_x, big_y)]
@@ -525,14 +529,14 @@ def row_curves(table: Table, plan: Plan, work: Path) -> None:
         db = d / "tracker.db"
         run_id = bulk_run(db, "bench-curves", n)
         names = list(LOGS)
-        for key, which, what in (("4a", None, f"all {len(names)} metrics"), ("4b", ["loss"], "one metric")):
+        for key, which, what in (("4a", None, f"all {len(names)} metrics"), ("4b", ["loss"], "1 metric")):
             wanted = which or names
             check = tracker.curves("bench-curves", db, metrics=which)
             if len(check["epoch"]) != n or set(check) != {"epoch", *wanted}:
                 raise RuntimeError(f"curves returned {len(check['epoch'])} epochs and {sorted(check)}")
             samples = interleaved({"tracker": timed(lambda: tracker.curves("bench-curves", db, metrics=which)),
                                    "raw": timed(lambda: raw_curves(db, run_id, wanted))}, plan.curve_reps)
-            add_ratio(table, key, f"curves(), {n:,} epochs, {what} / raw sqlite3 SELECT", samples, "tracker", "raw",
+            add_ratio(table, key, f"curves() {n:,} ep., {what} / raw SELECT", samples, "tracker", "raw",
                       target="<= 50 ms" if which else "", note="includes open; baseline incl. connect")
 
 
@@ -632,24 +636,30 @@ def child_rss(mode: str, samples: int, d: Path) -> None:
 
 
 def row_memory(table: Table, plan: Plan, work: Path) -> None:
-    progress(f"row 7: peak RSS of a 3-epoch 5M fit, {plan.rss_reps} x (plain, tracked) processes")
+    progress(f"row 7: peak RSS of a 3-epoch 5M fit, {plan.rss_reps} x (plain, tracked) processes side by side")
     results: dict[str, list[dict]] = {"tracked": [], "plain": []}
-    runs = iter(range(10**6))
-
-    def child(mode: str) -> list[float]:
-        with folder(work, f"rss-{next(runs)}") as d:
-            argv = [sys.executable, str(Path(__file__).resolve()), "--child-rss", mode,
-                    "--child-samples", str(plan.rss_samples), "--child-dir", str(d)]
-            results[mode].append(json.loads(run_process(argv).stdout.strip().splitlines()[-1]))
-        return []
-
-    interleaved({"plain": lambda: child("plain"), "tracked": lambda: child("tracked")}, plan.rss_reps, warmup=0)
+    for i in range(plan.rss_reps):
+        # Side by side: a peak RSS does not depend on speed, and this halves the row's time.
+        with folder(work, f"rss-{i}") as d:
+            children = {mode: rss_child(mode, plan.rss_samples, d / mode) for mode in results}
+            for mode, proc in children.items():
+                out, err = proc.communicate()
+                if proc.returncode != 0:
+                    raise RuntimeError(f"row 7 {mode} child exited {proc.returncode}: {err.strip()[-2000:]}")
+                results[mode].append(json.loads(out.strip().splitlines()[-1]))
     tracked = median([r["peak_rss"] for r in results["tracked"]])
     plain = median([r["peak_rss"] for r in results["plain"]])
     ckpt = results["tracked"][0]["ckpt_bytes"]
     table.add("7", "peak RSS, 3-epoch fit of the 5M MLP: tracked / plain", mb(tracked), mb(plain), tracked / plain, "",
               f"n={len(results['tracked'])}; {(tracked - plain) / 2**20:+.0f} MB; "
               f"one checkpoint file = {mb(ckpt)}; VmHWM of each child")
+
+
+def rss_child(mode: str, samples: int, d: Path) -> subprocess.Popen:
+    d.mkdir()
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child-rss", mode,
+            "--child-samples", str(samples), "--child-dir", str(d)]
+    return subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 # -- main -------------------------------------------------------------------------------
@@ -698,6 +708,18 @@ def machine_report(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+# In this order: the process rows first, while this process does not hold TensorFlow (less to fork, less noise).
+ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
+    ("1", "commit_epoch / raw INSERT txn", row_commit),
+    ("4", "curves() / raw SELECT", row_curves),
+    ("5", "python -m tracker.plot / python -c pass", row_plot),
+    ("6", "open_store('new.db') / python -c pass", row_open),
+    ("7", "peak RSS tracked / plain", row_memory),
+    ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
+    ("3", "epoch wall time: tracked / plain fit", row_fit),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes and few repetitions: a smoke test")
@@ -714,24 +736,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     plan = make_plan(args.quick, args.reps)
     print(machine_report(plan), flush=True)
+    code_at_start = code_version()
     started = time.perf_counter()
     table = Table()
+    failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
         work = Path(tmp)
-        # The process rows first, while this process does not hold TensorFlow: less to fork, less noise.
-        row_commit(table, plan, work)
-        row_curves(table, plan, work)
-        row_plot(table, plan, work)
-        row_open(table, plan, work)
-        row_memory(table, plan, work)
-        demo = load_demo()
-        row_end_of_epoch(table, plan, work, demo)
-        row_fit(table, plan, work, demo)
+        for key, title, row in ROWS:
+            try:
+                row(table, plan, work)
+            except Exception as e:  # noqa: BLE001 - one broken row (the core may be mid-edit) must not hide the others
+                traceback.print_exc()
+                table.na(key, title, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                failed.append(key)
     table.rows.sort(key=lambda r: r.key[0])  # stable: keeps each row's sub-rows in order
     print()
     table.print()
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s; load average now "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if code_version() != code_at_start:
+        print(f"warning: the code changed during the run; now {code_version()}")
+    if failed:
+        print(f"error: row(s) {', '.join(failed)} failed; see the tracebacks on stderr", file=sys.stderr)
+        return 1
     return 0
 
 

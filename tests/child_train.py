@@ -1,12 +1,16 @@
-"""A tiny deterministic training script, run as a real child process by the crash tests.
+"""A tiny deterministic training script, run as a real child process by the crash tests and the torture script.
 
-Usage: python child_train.py RUN EPOCHS [--explicit]
+Usage: python child_train.py RUN EPOCHS [--case CASE] [--explicit] [--backup-and-restore DIR]
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
-With --explicit it uses ``run.callback`` and ``run.initial_epoch`` instead of the patched fit.
+
+Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
+--explicit uses run.callback and run.initial_epoch instead of the patched fit.
+--backup-and-restore DIR trains WITHOUT tracker, under keras.callbacks.BackupAndRestore(DIR) and a
+CSVLogger(DIR/history.csv, append=True), for the torture script's comparison.
 """
 
+import argparse
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -17,23 +21,70 @@ import tensorflow as tf  # noqa: E402
 
 import tracker  # noqa: E402
 
-name, epochs = sys.argv[1], int(sys.argv[2])
+parser = argparse.ArgumentParser()
+parser.add_argument("run")
+parser.add_argument("epochs", type=int)
+parser.add_argument("--case", default="adam")
+parser.add_argument("--explicit", action="store_true")
+parser.add_argument("--backup-and-restore")
+args = parser.parse_args()
+
 keras.utils.set_random_seed(7)
 tf.config.experimental.enable_op_determinism()
 rng = np.random.default_rng(0)
 x = rng.random((48, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, 48)
-model = keras.Sequential([
-    keras.Input((8, 8, 1)),
-    keras.layers.Conv2D(4, 3, activation="relu"),
-    keras.layers.Flatten(),
-    keras.layers.Dense(3),
-])
-model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
-with tracker.track(name, config={"lr": 1e-2}) as run:
-    if "--explicit" in sys.argv:
-        model.fit(x, y, epochs=epochs, batch_size=16, shuffle=False, validation_split=0.25, verbose=0,
-                  callbacks=[run.callback], initial_epoch=run.initial_epoch)
-    else:
-        model.fit(x, y, epochs=epochs, batch_size=16, shuffle=False, validation_split=0.25, verbose=0)
+
+def build() -> keras.Model:
+    if args.case == "functional":
+        inputs = keras.Input((8, 8, 1))
+        h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+        return keras.Model(inputs, keras.layers.Dense(3)(h))
+    if args.case == "subclassed":
+        class Tiny(keras.Model):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+                self.flat = keras.layers.Flatten()
+                self.out = keras.layers.Dense(3)
+
+            def call(self, inputs):
+                return self.out(self.flat(self.conv(inputs)))
+
+        return Tiny()  # not built before fit on purpose
+    layers = [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten()]
+    if args.case == "dropout":
+        layers.append(keras.layers.Dropout(0.3))
+    return keras.Sequential([*layers, keras.layers.Dense(3)])
+
+
+model = build()
+lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if args.case == "schedule" else 1e-2
+model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+fit = {"epochs": args.epochs, "verbose": 0}
+if args.case == "tfdata":
+    split = 36
+    train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(36, seed=3, reshuffle_each_iteration=True).batch(16)
+    fit.update(x=train, validation_data=tf.data.Dataset.from_tensor_slices((x[split:], y[split:])).batch(16))
+else:
+    fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle=args.case == "shuffle")
+callbacks = []
+if args.case == "callbacks":
+    # min_delta is large, so the plateau and patience counters move every epoch.
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.02),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, min_delta=0.02, restore_best_weights=True),
+    ]
+
+if args.backup_and_restore:
+    folder = args.backup_and_restore
+    callbacks += [keras.callbacks.BackupAndRestore(folder), keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True)]
+    model.fit(callbacks=callbacks, **fit)
+else:
+    with tracker.track(args.run, config={"case": args.case}) as run:
+        if args.explicit:
+            model.fit(callbacks=[*callbacks, run.callback], initial_epoch=run.initial_epoch, **fit)
+        else:
+            model.fit(callbacks=callbacks, **fit)

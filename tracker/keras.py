@@ -1,74 +1,26 @@
 """The Keras adapter: a callback, and the patch of ``Model.fit`` that `track` installs.
 
-Model and optimizer state travel as named numpy arrays; everything about
-files and the database lives in `tracker.run`. Import this module only when
-Keras is wanted: it imports Keras.
+What is saved and restored lives in `tracker.keras_state`; files and the database
+in `tracker.run`. Import this module only when Keras is wanted: it imports Keras.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
-import numpy as np
 
-from tracker.errors import CheckpointError, TrackerError
+from tracker import keras_state
+from tracker.errors import TrackerError
 from tracker.run import Run
 
-_FORMAT = 1
-
-
-def capture(model: keras.Model) -> tuple[dict[str, np.ndarray], dict]:
-    """Copy the model's weights and its optimizer's variables (moments, iteration count) into arrays."""
-    model_vars = list(model.weights)
-    opt_vars = list(model.optimizer.variables) if model.optimizer is not None else []
-    # Reading a TensorFlow variable yields an immutable tensor (later updates copy on write),
-    # so these arrays are a snapshot that the background writer can use while training goes on.
-    arrays = {f"model.{i:05d}": v.numpy() for i, v in enumerate(model_vars)}
-    arrays.update({f"optimizer.{i:05d}": v.numpy() for i, v in enumerate(opt_vars)})
-    header = {
-        "format": _FORMAT,
-        "model": [v.path for v in model_vars],
-        "optimizer": [v.path for v in opt_vars],
-    }
-    return arrays, header
-
-
-def restore(model: keras.Model, arrays: dict[str, np.ndarray], header: dict) -> None:
-    """Assign a checkpoint's arrays back to the model and its optimizer, checking that they fit."""
-    if header.get("format") != _FORMAT:
-        raise CheckpointError(f"Checkpoint format {header.get('format')!r} is not supported by this tracker (expects {_FORMAT}).")
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    pairs = _pairs("model", list(model.weights), arrays, header)
-    if model.optimizer is not None:
-        pairs += _pairs("optimizer", list(model.optimizer.variables), arrays, header)
-    for variable, value in pairs:
-        variable.assign(value)
-
-
-def _pairs(kind: str, variables: list, arrays: dict[str, np.ndarray], header: dict) -> list[tuple[Any, np.ndarray]]:
-    saved_paths = header.get(kind, [])
-    if len(saved_paths) != len(variables):
-        raise CheckpointError(
-            f"The checkpoint holds {len(saved_paths)} {kind} variables but the {kind} has {len(variables)}. "
-            "The model or optimizer changed since this run started: restore the original code, or start a new run name."
-        )
-    pairs = []
-    for i, (variable, saved_path) in enumerate(zip(variables, saved_paths)):
-        value = arrays[f"{kind}.{i:05d}"]
-        if tuple(variable.shape) != value.shape:
-            raise CheckpointError(
-                f"{kind} variable {i} ({variable.path}) has shape {tuple(variable.shape)} but the checkpoint's "
-                f"({saved_path}) has {value.shape}. The model changed since this run started: restore the "
-                "original code, or start a new run name."
-            )
-        pairs.append((variable, value))
-    return pairs
+_FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
 
 
 class TrackerCallback(keras.callbacks.Callback):
@@ -81,40 +33,97 @@ class TrackerCallback(keras.callbacks.Callback):
         with tracker.track("cnn") as run:
             model.fit(x, y, epochs=10, callbacks=[run.callback], initial_epoch=run.initial_epoch)
         ```
+        The explicit form cannot see the other callbacks or the data, so it restores the model,
+        the optimizer and random seeds, but not callback state or ``tf.data`` shuffle positions.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None) -> None:
         super().__init__()
         self.run = run
+        self._peers = list(peers)
+        self._data = data
+        self._pending: tuple[dict, dict] | None = None
         self._checked_first_epoch = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.run.set_target_epochs(self.params.get("epochs"))
         state = self.run.take_resume_state()
-        if state is not None:
-            if not self.model.built:
-                raise TrackerError(
-                    f"Run {self.run.name!r} cannot resume into a model that is not built yet. Build it before fit "
-                    "(start it with keras.Input(...), or call model.build(input_shape)), or use tracker.track's patched fit, which builds it."
-                )
-            restore(self.model, *state)
+        if state is None:
+            return
+        if not self.model.built:
+            raise TrackerError(
+                f"Run {self.run.name!r} cannot resume into a model that is not built yet. Build it before fit "
+                "(start it with keras.Input(...), or call model.build(input_shape)), or use tracker.track's patched fit, which builds it."
+            )
+        keras_state.restore_model(self.model, *state)
+        self._pending = state
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._checked_first_epoch:
             return
         self._checked_first_epoch = True
+        if self.run.stopped_early:
+            raise TrackerError(
+                f"Run {self.run.name!r} was stopped early by a callback; nothing to train. "
+                "Skip fit when run.stopped_early, or rewind with python -m tracker.resume --from-epoch."
+            )
         if epoch != self.run.initial_epoch:
             raise ValueError(
                 f"fit started at epoch {epoch} but run {self.run.name!r} resumes at epoch {self.run.initial_epoch}: "
                 f"pass initial_epoch=run.initial_epoch (= {self.run.initial_epoch}) to fit, or let tracker.track set it."
             )
+        if self._pending is not None:
+            # Here, not in on_train_begin: every callback has reset itself by now.
+            keras_state.restore_callbacks(self._peers, *self._pending)
+            self._pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        arrays, header = capture(self.model)
+        arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
+        # A callback that ended training at this epoch ended the run: that is part of the resume point.
+        header["stop_training"] = bool(self.model.stop_training)
         self.run.submit_epoch(epoch, logs or {}, arrays, header)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.run.flush()
+
+
+class _IteratorCount:
+    """Counts the iterators ``fit`` creates over each ``tf.data`` input, on top of a restored start.
+
+    Each new iterator of ``shuffle(seed=..., reshuffle_each_iteration=True)`` draws the next
+    seed, so this count is the position of the shuffle stream.
+    """
+
+    def __init__(self, datasets: dict[str, Any], start: dict[str, int]) -> None:
+        self._datasets = datasets
+        self._counts = {name: start.get(name, 0) for name in datasets}
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def fast_forward(self) -> None:
+        for name, ds in self._datasets.items():
+            for _ in range(self._counts[name]):
+                iter(ds)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        import tensorflow as tf
+
+        original = tf.data.Dataset.__iter__
+        by_id = {id(ds): name for name, ds in self._datasets.items()}
+
+        def counted(ds: Any) -> Any:
+            name = by_id.get(id(ds))
+            if name is not None:
+                self._counts[name] += 1
+            return original(ds)
+
+        tf.data.Dataset.__iter__ = counted
+        try:
+            yield
+        finally:
+            tf.data.Dataset.__iter__ = original
 
 
 def patch_fit(run: Run) -> Callable[[], None]:
@@ -131,25 +140,34 @@ def patch_fit(run: Run) -> Callable[[], None]:
         if used:
             raise TrackerError(f"Run {run.name!r} already tracked one fit call; start a new tracker.track(...) block for each fit.")
         used = True
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        bound = dict(zip(_FIT_PARAMS, args)) | kwargs
+        callbacks = list(bound.pop("callbacks", None) or [])
         if any(isinstance(c, TrackerCallback) for c in callbacks):
-            return original(model, *args, callbacks=callbacks, **kwargs)
-        requested = kwargs.pop("initial_epoch", 0)
+            return original(model, callbacks=callbacks, **bound)
+        requested = bound.pop("initial_epoch", 0)
         if requested not in (0, run.initial_epoch):
             raise ValueError(
                 f"fit(initial_epoch={requested}) conflicts with run {run.name!r}, which resumes at epoch "
                 f"{run.initial_epoch}. Drop initial_epoch: tracker.track sets it from the newest committed epoch."
             )
-        epochs = kwargs.get("epochs", args[3] if len(args) > 3 else 1)
-        if run.initial_epoch >= epochs:
-            warnings.warn(
-                f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
-                "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.",
-                stacklevel=2,
-            )
-        if run.resume_state is not None and not model.built:
-            _build_from(model, kwargs.get("x", args[0] if args else None))
-        return original(model, *args, callbacks=[*callbacks, run.callback], initial_epoch=run.initial_epoch, **kwargs)
+        epochs = bound.get("epochs", 1)
+        start = run.initial_epoch
+        if run.stopped_early:
+            warnings.warn(f"Run {run.name!r} was stopped early by a callback at epoch {start - 1}; nothing to train. "
+                          "The model gets the final checkpoint. Rewind with python -m tracker.resume --from-epoch to train more.", stacklevel=2)
+            start = epochs
+        elif start >= epochs:
+            warnings.warn(f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
+                          "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.", stacklevel=2)
+        _warn_if_inexact(run, bound)
+        data = _IteratorCount(_datasets(bound), run.resume_state[1].get("data", {}) if run.resume_state else {})
+        if run.resume_state is not None:
+            if not model.built:
+                _build_from(model, bound.get("x"))
+            data.fast_forward()
+        tracking = TrackerCallback(run, peers=callbacks, data=data)
+        with data.counting():
+            return original(model, callbacks=[*callbacks, tracking], initial_epoch=start, **bound)
 
     keras.Model.fit = fit
 
@@ -159,8 +177,35 @@ def patch_fit(run: Run) -> Callable[[], None]:
     return undo
 
 
+def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), tf.data.Dataset)}
+
+
+def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
+    """Name, before the first epoch, each input whose position a resume cannot restore."""
+    import tensorflow as tf
+
+    x = bound.get("x")
+    reason = None
+    if isinstance(x, keras.utils.PyDataset):
+        reason = "a keras.utils.PyDataset keeps its order in Python state that tracker cannot save"
+    elif inspect.isgenerator(x) or isinstance(x, Iterator):
+        reason = "a Python generator or iterator keeps hidden state that tracker cannot save"
+    elif isinstance(x, tf.data.Dataset) and bound.get("class_weight") is not None:
+        reason = "with class_weight, Keras wraps the tf.data input, so its shuffle position cannot be followed"
+    if reason:
+        warnings.warn(
+            f"Run {run.name!r}: a resumed run will not be bit-identical to an uninterrupted one: {reason}. "
+            "Weights, optimizer state and the epoch counter still resume.",
+            stacklevel=3,
+        )
+
+
 def _build_from(model: keras.Model, x: Any) -> None:
     """Build an unbuilt (subclassed) model symbolically from its input's shape, without drawing data."""
+    import numpy as np
     import tensorflow as tf
 
     if isinstance(x, tf.data.Dataset):

@@ -137,6 +137,8 @@ class Run:
         self.initial_epoch = 0
         #: The arrays and header of the checkpoint to resume from, until the model takes them.
         self.resume_state: tuple[dict[str, np.ndarray], dict] | None = None
+        #: True when a callback (e.g. EarlyStopping) ended training at the resume point: nothing is left to train.
+        self.stopped_early = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -193,6 +195,7 @@ class Run:
                 failures.append(f"epoch {row.epoch}: {e}")
                 continue
             self.initial_epoch = row.epoch + 1
+            self.stopped_early = bool(self.resume_state[1].get("stop_training"))
             break
         if failures:
             reason = "; ".join(failures)

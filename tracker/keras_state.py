@@ -1,0 +1,144 @@
+"""Everything a Keras training needs to continue exactly, as named arrays plus a JSON header.
+
+Captured at each epoch end, restored at the resume point:
+- every model variable, including the state of each ``SeedGenerator`` (Dropout, random
+  augmentation): ``model.variables``, where ``save_weights`` would skip the seeds;
+- every optimizer variable: moments, iteration count (which is also a learning-rate
+  schedule's position), learning rate, loss-scale state;
+- the state of stateful callbacks: ``EarlyStopping``, ``ReduceLROnPlateau``,
+  ``ModelCheckpoint``, and any callback with ``get_state()``/``set_state(state)``;
+- how many iterators ``fit`` drew from each ``tf.data`` input, which is the position of a
+  seeded ``shuffle(..., reshuffle_each_iteration=True)`` stream.
+
+A callback of your own takes part by defining two methods::
+
+    class Curriculum(keras.callbacks.Callback):
+        def get_state(self) -> dict:          # JSON-able
+            return {"level": self.level}
+
+        def set_state(self, state: dict) -> None:
+            self.level = state["level"]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from tracker.errors import CheckpointError
+
+FORMAT = 1
+
+# Attributes that make up each built-in stateful callback's memory between epochs.
+# Configuration (patience, factor, min_delta...) comes from the script; only state is saved.
+_BUILTIN_STATE = {
+    keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
+    keras.callbacks.ModelCheckpoint: ("best",),
+}
+
+
+def capture(
+    model: keras.Model, callbacks: Sequence[keras.callbacks.Callback] = (), data: dict[str, int] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Snapshot the training state. The arrays stay valid while training goes on."""
+    model_vars = list(model.variables)
+    opt_vars = list(model.optimizer.variables) if model.optimizer is not None else []
+    # Reading a TensorFlow variable yields an immutable tensor (later updates copy on write),
+    # so these arrays are a snapshot that the background writer can use while training goes on.
+    arrays = {f"model.{i:05d}": v.numpy() for i, v in enumerate(model_vars)}
+    arrays.update({f"optimizer.{i:05d}": v.numpy() for i, v in enumerate(opt_vars)})
+    states = []
+    for i, cb in enumerate(callbacks):
+        state = _callback_state(cb)
+        if state is None:
+            continue
+        best_weights = getattr(cb, "best_weights", None) if isinstance(cb, keras.callbacks.EarlyStopping) else None
+        if best_weights is not None:
+            arrays.update({f"callback.{i}.best_weights.{j:05d}": np.asarray(w) for j, w in enumerate(best_weights)})
+            state["best_weights"] = len(best_weights)
+        states.append({"index": i, "class": type(cb).__name__, "state": state})
+    header = {
+        "format": FORMAT,
+        "model": [v.path for v in model_vars],
+        "optimizer": [v.path for v in opt_vars],
+        "callbacks": states,
+        "data": dict(data or {}),
+    }
+    return arrays, header
+
+
+def restore_model(model: keras.Model, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    """Assign the saved variables to the model and its optimizer, checking that they fit."""
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"Checkpoint format {header.get('format')!r} is not supported by this tracker (expects {FORMAT}).")
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    pairs = _pairs("model", list(model.variables), arrays, header)
+    if model.optimizer is not None:
+        pairs += _pairs("optimizer", list(model.optimizer.variables), arrays, header)
+    for variable, value in pairs:
+        variable.assign(value)
+
+
+def restore_callbacks(callbacks: Sequence[keras.callbacks.Callback], arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    """Give each stateful callback back its state; call after every callback's ``on_train_begin`` reset."""
+    for saved in header.get("callbacks", []):
+        i = saved["index"]
+        cb = callbacks[i] if i < len(callbacks) else None
+        if cb is None or type(cb).__name__ != saved["class"]:
+            warnings.warn(
+                f"The callbacks passed to fit changed since the checkpoint: {saved['class']} (position {i}) "
+                "gets no saved state, so the resumed run may differ from an uninterrupted one.",
+                stacklevel=2,
+            )
+            continue
+        state = dict(saved["state"])
+        n_best = state.pop("best_weights", None)
+        if hasattr(cb, "set_state") and type(cb) not in _BUILTIN_STATE:
+            cb.set_state(state)
+            continue
+        for attr, value in state.items():
+            setattr(cb, attr, value)
+        if n_best is not None:
+            cb.best_weights = [arrays[f"callback.{i}.best_weights.{j:05d}"] for j in range(n_best)]
+
+
+def _callback_state(cb: keras.callbacks.Callback) -> dict[str, Any] | None:
+    for cls, attrs in _BUILTIN_STATE.items():
+        if isinstance(cb, cls):
+            return {a: _plain(getattr(cb, a, None)) for a in attrs}
+    if callable(getattr(cb, "get_state", None)) and callable(getattr(cb, "set_state", None)):
+        return dict(cb.get_state())
+    return None
+
+
+def _plain(value: Any) -> Any:
+    # numpy and tensor scalars become Python numbers, so the header stays JSON.
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return np.asarray(value).item()
+
+
+def _pairs(kind: str, variables: list, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> list[tuple[Any, np.ndarray]]:
+    saved_paths = header.get(kind, [])
+    if len(saved_paths) != len(variables):
+        raise CheckpointError(
+            f"The checkpoint holds {len(saved_paths)} {kind} variables but the {kind} has {len(variables)}. "
+            "The model or optimizer changed since this run started: restore the original code, or start a new run name."
+        )
+    pairs = []
+    for i, (variable, saved_path) in enumerate(zip(variables, saved_paths)):
+        value = arrays[f"{kind}.{i:05d}"]
+        if tuple(variable.shape) != value.shape:
+            raise CheckpointError(
+                f"{kind} variable {i} ({variable.path}) has shape {tuple(variable.shape)} but the checkpoint's "
+                f"({saved_path}) has {value.shape}. The model changed since this run started: restore the "
+                "original code, or start a new run name."
+            )
+        pairs.append((variable, value))
+    return pairs
