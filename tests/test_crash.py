@@ -12,7 +12,7 @@ import pytest
 
 import tracker
 from tests import invariants
-from tracker.checkpoint import BOUNDARIES
+from tracker.faults import BOUNDARIES
 
 CHILD = Path(__file__).with_name("child_train.py")
 pytestmark = pytest.mark.slow
@@ -42,32 +42,35 @@ def run_and_kill(command: list[str], env: dict[str, str], cwd: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+EPOCHS = 7
+# One epoch per boundary, in order; each kill lands on a later epoch than the one before.
+KILLS = [("during-write", 1), ("before-rename", 2), ("before-commit", 3), ("during-commit", 4), ("after-commit", 4), ("during-retention", 5)]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
     """The curve of an uninterrupted run of the child script."""
     tmp = tmp_path_factory.mktemp("reference")
     db, ckpt = str(tmp / "ref.db"), str(tmp / "ckpt")
-    subprocess.run([sys.executable, str(CHILD), "ref", "6"], env=_env(db, ckpt), cwd=tmp, check=True, timeout=300)
+    subprocess.run([sys.executable, str(CHILD), "ref", str(EPOCHS)], env=_env(db, ckpt), cwd=tmp, check=True, timeout=300)
     return tracker.curves("ref", db=db)
 
 
 def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, list]) -> None:
+    assert [b for b, _ in KILLS] == list(BOUNDARIES)
     db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
-    script = [sys.executable, str(CHILD), "r", "6"]
-    # One run, killed once at each boundary of a later epoch; each restart is a real `python -m tracker.resume`.
+    # One run, killed once at each boundary; each restart is a real `python -m tracker.resume`.
     committed: list[int] = []
-    for i, boundary in enumerate(BOUNDARIES):
-        epoch = i + 1 if boundary != "during-retention" else 5
-        command = script if i == 0 else [sys.executable, "-m", "tracker.resume", "r"]
+    for i, (boundary, epoch) in enumerate(KILLS):
+        command = [sys.executable, str(CHILD), "r", str(EPOCHS)] if i == 0 else [sys.executable, "-m", "tracker.resume", "r"]
         run_and_kill(command, _env(db, ckpt, f"{boundary}:{epoch}"), tmp_path)
         live = invariants.check(db, "r")
         assert live[: len(committed)] == committed, "a committed epoch was lost"
-        expected_last = epoch if boundary in ("after-commit", "during-retention") else epoch - 1
-        assert live[-1] == expected_last, (boundary, live)
+        assert live[-1] == (epoch if boundary in ("after-commit", "during-retention") else epoch - 1), (boundary, live)
         committed = live
         assert tracker.runs(db)[0].status == "crashed"
     subprocess.run([sys.executable, "-m", "tracker.resume", "r"], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
-    assert invariants.check(db, "r") == list(range(6))
+    assert invariants.check(db, "r") == list(range(EPOCHS))
     assert tracker.curves("r", db=db) == reference
     assert tracker.runs(db)[0].status == "completed"
     files = sorted(p.name for p in (tmp_path / "ckpt" / "r").iterdir())
@@ -77,7 +80,7 @@ def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, ref
 
 def test_explicit_callback_form_resumes_identically(tmp_path: Path, reference: dict[str, list]) -> None:
     db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
-    command = [sys.executable, str(CHILD), "r", "6", "--explicit"]
+    command = [sys.executable, str(CHILD), "r", str(EPOCHS), "--explicit"]
     run_and_kill(command, _env(db, ckpt, "before-commit:3"), tmp_path)
     assert invariants.check(db, "r") == [0, 1, 2]
     subprocess.run(command, env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)

@@ -19,8 +19,6 @@ import io
 import json
 import os
 import re
-import sys
-import time
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -30,26 +28,12 @@ from typing import BinaryIO
 import numpy as np
 
 from tracker.errors import CheckpointError
-from tracker.settings import ENV_PAUSE_AT
+from tracker.faults import pause_point
 from tracker.store import FileInfo
 
 HEADER_KEY = "__tracker__"
 _FILE = re.compile(r"epoch-\d{6,}-[0-9a-f]{12}\.npz")
 _TEMP = re.compile(r"\.epoch-\d{6,}-[0-9a-f]{12}\.npz\.tmp")
-
-#: Named instants of an epoch's write, in order; tests kill the process at each.
-BOUNDARIES = ("during-write", "before-rename", "before-commit", "after-commit", "during-retention")
-
-
-def pause_point(name: str, epoch: int) -> None:
-    """Test hook: stop here forever if ``$TRACKER_TEST_PAUSE_AT`` is ``name:epoch``, so a test can SIGKILL us here."""
-    wanted = os.environ.get(ENV_PAUSE_AT)
-    if wanted and wanted == f"{name}:{epoch}":
-        sys.stderr.write(f"TRACKER-PAUSED {wanted}\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(60)
-
 
 class _HashingFile:
     """Write-only, unseekable view of a file that hashes and counts what passes through.

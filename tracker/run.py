@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tracker import checkpoint, settings
+from tracker.faults import pause_point
 from tracker.errors import CheckpointError, TrackerError
 from tracker.writer import BackgroundWriter
 from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
@@ -284,9 +285,9 @@ class Run:
             self._settle_monitor(values)
         store, run = self._require()
         info = checkpoint.write(self.folder, epoch, arrays, {**header, "run": self.name, "epoch": epoch})
-        checkpoint.pause_point("before-commit", epoch)
+        pause_point("before-commit", epoch)
         best_epoch, _ = store.commit_epoch(run, self._attempt_id, epoch, values, info)
-        checkpoint.pause_point("after-commit", epoch)
+        pause_point("after-commit", epoch)
         self._retain(best_epoch)
 
     def _settle_monitor(self, values: Mapping[str, float]) -> None:
@@ -316,7 +317,7 @@ class Run:
             return
         # The rows first, then the files: a crash in between leaves orphans that `sweep` removes, never a dangling pointer that matters.
         store.mark_deleted(run, self._attempt_id, [r.id for r in doomed])
-        checkpoint.pause_point("during-retention", live[0].epoch)
+        pause_point("during-retention", live[0].epoch)
         checkpoint.delete([r.checkpoint.path for r in doomed])
 
 

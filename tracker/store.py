@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from tracker import db as dbmod
 from tracker import migrate, settings
+from tracker.faults import pause_point
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.tables import attempts, epochs, metrics, runs
 
@@ -407,6 +408,7 @@ class Store:
                 .values(last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
             )
             conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(heartbeat_at=t))
+            pause_point("during-commit", epoch)
         return best_epoch, best_value
 
     def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
