@@ -4,8 +4,8 @@ Each row times tracker and its baseline interleaved (A, B, A, B, ...) so that th
 noise of a shared machine falls on both alike, and reports the medians in ms next
 to their ratio and the target the row is held to. Nothing here asserts a timing.
 
-    python scripts/bench.py            # the full table, a few minutes on 2 cores
-    python scripts/bench.py --quick    # every row at toy sizes, a smoke test (well under a minute)
+    python scripts/bench.py            # the full table, about 6 minutes on 2 cores
+    python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
 """
 
@@ -237,6 +237,21 @@ def folder(parent: Path, name: str) -> Iterator[Path]:
 # -- row 1: one epoch's commit ---------------------------------------------------------
 
 
+def raw_sqlite_floor(path: Path) -> tuple[sqlite3.Connection, Callable[[], None]]:
+    """The floor for a durable commit in plain sqlite3: a one-row INSERT transaction, WAL, synchronous=FULL."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, value REAL)")
+
+    def commit() -> None:
+        raw.execute("BEGIN")
+        raw.execute("INSERT INTO t (epoch, value) VALUES (?, ?)", (1, 0.5))
+        raw.execute("COMMIT")
+
+    return raw, commit
+
+
 def row_commit(table: Table, plan: Plan, work: Path) -> None:
     progress("row 1: Store.commit_epoch vs raw sqlite3")
     from tracker.run import _this_process
@@ -246,21 +261,13 @@ def row_commit(table: Table, plan: Plan, work: Path) -> None:
         store = open_store(d / "tracker.db")
         run, attempt = store.start_attempt("bench-commit", config={}, checkpoint_dir=str(d), process=_this_process(), force=False)
         run = store.set_monitor(run, "val_loss", "min")
-        raw = sqlite3.connect(d / "raw.db", isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")
-        raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, value REAL)")
+        raw, raw_commit = raw_sqlite_floor(d / "raw.db")
         epoch = iter(range(10**9))
 
         def tracker_commit() -> None:
             e = next(epoch)
             info = FileInfo(str(d / f"epoch-{e:06d}.npz"), 123_456, "0" * 64)
             store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info)
-
-        def raw_commit() -> None:
-            raw.execute("BEGIN")
-            raw.execute("INSERT INTO t (epoch, value) VALUES (?, ?)", (1, 0.5))
-            raw.execute("COMMIT")
 
         samples = interleaved({"tracker": timed(tracker_commit), "raw": timed(raw_commit)}, plan.commit_reps, warmup=3)
         raw.close()
@@ -279,16 +286,8 @@ def row_commit_mlflow(table: Table, plan: Plan, work: Path) -> None:
 
     with folder(work, "mlflow") as d:
         mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
-        raw = sqlite3.connect(d / "raw.db", isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")
-        raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, value REAL)")
+        raw, raw_commit = raw_sqlite_floor(d / "raw.db")
         step = iter(range(10**9))
-
-        def raw_commit() -> None:
-            raw.execute("BEGIN")
-            raw.execute("INSERT INTO t (epoch, value) VALUES (?, ?)", (1, 0.5))
-            raw.execute("COMMIT")
 
         with mlflow.start_run():
             samples = interleaved({"mlflow": timed(lambda: mlflow.log_metrics(LOGS, step=next(step))), "raw": timed(raw_commit)},
@@ -702,7 +701,7 @@ def machine_report(plan: Plan) -> str:
         f"python {platform.python_version()}, tensorflow {tf}, keras {version('keras')}, numpy {version('numpy')}, "
         f"sqlalchemy {version('sqlalchemy')}, alembic {version('alembic')}, sqlite {sqlite3.sqlite_version}",
         f"code: {code_version()}",
-        f"plan: {'quick' if plan.quick else 'full'}, reps={plan.reps}; every ratio is tracker/baseline of medians, "
+        f"plan: {'quick (toy sizes: a smoke test, not figures to quote)' if plan.quick else 'full'}, reps={plan.reps}; every ratio is tracker/baseline of medians, "
         "measured interleaved in this run",
     ]
     return "\n".join(lines)

@@ -80,6 +80,8 @@ if args.case == "callbacks":
 
 if args.backup_and_restore:
     folder = args.backup_and_restore
+    os.makedirs(folder, exist_ok=True)
+    model.build((None, 8, 8, 1))  # BackupAndRestore cannot restore into an unbuilt model
     callbacks += [keras.callbacks.BackupAndRestore(folder), keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True)]
     model.fit(callbacks=callbacks, **fit)
 else:

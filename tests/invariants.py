@@ -12,6 +12,8 @@ def check(db: str, run: str) -> list[int]:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'epochs'").fetchone()[0] == 0:
+            return []  # killed before the schema was created: nothing was committed
         rows = conn.execute(
             "SELECT e.epoch, e.checkpoint_path, e.checkpoint_size, e.checkpoint_sha256 FROM epochs e "
             "JOIN runs r ON r.id = e.run_id WHERE r.name = ? AND NOT e.superseded ORDER BY e.epoch",

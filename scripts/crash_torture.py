@@ -1,0 +1,286 @@
+"""Crash torture: train, SIGKILL at random and at every write boundary, resume, check every invariant.
+
+Usage:
+    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1]
+
+Each trial trains a tiny model (tests/child_train.py, cycling through the exact-resume cases)
+and kills it with SIGKILL: either while it is paused at a named write boundary of an epoch
+(during the file write, between fsync and rename, between rename and commit, inside the
+commit transaction, right after the commit, during retention cleanup), or at a random
+instant inside a random epoch. It resumes with ``python -m tracker.resume``; about a third of
+the trials kill the resume too. After every kill and at the end it checks:
+
+- SQLite ``PRAGMA integrity_check`` is ok;
+- the newest committed epoch's file exists and its sha256 and size match;
+- no committed epoch was lost;
+- the final curve has each epoch exactly once;
+- the final metrics equal an uninterrupted run's, bit for bit.
+
+The random kills are replayed on the same case trained without tracker under Keras's
+``BackupAndRestore`` with ``CSVLogger(append=True)`` as its history, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tracker  # noqa: E402
+from tests import invariants  # noqa: E402
+from tracker.faults import BOUNDARIES  # noqa: E402
+
+CHILD = ROOT / "tests" / "child_train.py"
+CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
+EPOCHS = 7
+TIMEOUT = 300
+
+
+@dataclass
+class Kill:
+    """Where a kill lands: a named boundary of an epoch, or ``delay`` seconds after ``after`` epochs are recorded."""
+
+    boundary: str | None
+    epoch: int
+    delay: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.boundary or "random"
+
+
+@dataclass
+class Outcome:
+    kills: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    # BackupAndRestore comparison (random-kill trials only)
+    bar_ran: bool = False
+    bar_identical: bool = False
+    bar_disagreed: bool = False
+    bar_bad_epochs: bool = False
+
+
+def env(workdir: Path, pause_at: str | None = None) -> dict[str, str]:
+    import os
+
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    e.update(TRACKER_DB=str(workdir / "t.db"), TRACKER_CHECKPOINT_DIR=str(workdir / "ckpt"), PYTHONPATH=str(ROOT))
+    if pause_at:
+        e["TRACKER_TEST_PAUSE_AT"] = pause_at
+    return e
+
+
+def run_exists(db: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def committed_epochs(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT count(*) FROM epochs WHERE NOT superseded").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def run_until_killed(command: list[str], environment: dict[str, str], cwd: Path, kill: Kill, progress) -> bool:
+    """Run ``command`` and SIGKILL it at ``kill``; False if it finished before the kill landed."""
+    proc = subprocess.Popen(command, env=environment, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        if kill.boundary:
+            for line in proc.stderr:
+                if line.startswith("TRACKER-PAUSED"):
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        else:
+            deadline = time.monotonic() + TIMEOUT
+            while progress() < kill.epoch and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(kill.delay)
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    return proc.returncode == -signal.SIGKILL
+
+
+def check(db: Path, before: list[int], violations: list[str], when: str) -> list[int]:
+    try:
+        live = invariants.check(str(db), "r")
+    except AssertionError as e:
+        violations.append(f"{when}: {e}")
+        return before
+    if live[: len(before)] != before:
+        violations.append(f"{when}: committed epochs {before} became {live}")
+    return live
+
+
+def tracker_trial(workdir: Path, case: str, kills: list[Kill], reference: dict[str, list]) -> Outcome:
+    out = Outcome()
+    db = workdir / "t.db"
+    first = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case]
+    resume = [sys.executable, "-m", "tracker.resume", "r"]
+    live: list[int] = []
+    for i, kill in enumerate(kills):
+        pause = f"{kill.boundary}:{kill.epoch}" if kill.boundary else None
+        # Killed before the run was even recorded, there is nothing to resume: the user re-runs the script.
+        command = resume if run_exists(db) else first
+        landed = run_until_killed(command, env(workdir, pause), workdir, kill, lambda: committed_epochs(db))
+        if landed:
+            out.kills.append(kill.label if i == 0 else f"{kill.label} (during resume)")
+        live = check(db, live, out.violations, f"after kill {i + 1} ({kill.label})")
+    done = subprocess.run(resume if run_exists(db) else first, env=env(workdir), cwd=workdir, capture_output=True, text=True, timeout=TIMEOUT)
+    if done.returncode != 0:
+        out.violations.append(f"final resume failed: {done.stderr.strip().splitlines()[-1:]}")
+    live = check(db, live, out.violations, "final")
+    if live != list(range(len(reference["epoch"]))):
+        out.violations.append(f"final epochs {live} != {reference['epoch']}")
+    if tracker.curves("r", db=str(db)) != reference:
+        out.violations.append("final metrics differ from the uninterrupted run")
+    return out
+
+
+def backup_and_restore_trial(workdir: Path, case: str, kills: list[Kill], reference: list[dict[str, str]], out: Outcome) -> None:
+    folder = workdir / "bar"
+    history = folder / "history.csv"
+    command = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backup-and-restore", str(folder)]
+    for kill in kills:
+        if run_until_killed(command, env(workdir), workdir, kill, lambda: len(csv_rows(history))):
+            meta = folder / "training_metadata.json"
+            next_epoch = json.loads(meta.read_text())["epoch"] if meta.exists() else 0
+            if next_epoch != len(csv_rows(history)):
+                out.bar_disagreed = True  # the checkpoint and the logged history name different epochs
+    subprocess.run(command, env=env(workdir), cwd=workdir, capture_output=True, timeout=TIMEOUT)
+    rows = csv_rows(history)
+    out.bar_ran = True
+    out.bar_bad_epochs = [int(r["epoch"]) for r in rows] != list(range(len(reference)))
+    out.bar_identical = rows == reference
+
+
+def plan(rng: random.Random, index: int) -> list[Kill]:
+    """Deliberate boundary hits first, cycling through all of them, then random instants; a third kill the resume too."""
+    def at(boundary: str, after: int) -> Kill:
+        # Retention deletes nothing until more than keep_last (3) + best checkpoints exist.
+        low = max(after + 1, 4) if boundary == "during-retention" else after + 1
+        return Kill(boundary, rng.randint(min(low, EPOCHS - 2), EPOCHS - 2))
+
+    def one(after: int) -> Kill:
+        if rng.random() < 0.5:
+            return at(rng.choice(BOUNDARIES), after)
+        return Kill(None, rng.randint(after, EPOCHS - 2), rng.uniform(0.0, 0.6))
+
+    first = at(BOUNDARIES[index], rng.randint(0, 2)) if index < len(BOUNDARIES) else one(0)
+    kills = [first]
+    if rng.random() < 0.35:
+        kills.append(one(first.epoch))
+    return kills
+
+
+def reference(case: str, with_bar: bool) -> tuple[dict, list]:
+    """The uninterrupted run of ``case``: tracker's curve, and BackupAndRestore's CSV history."""
+    with tempfile.TemporaryDirectory(prefix=f"torture-ref-{case}-") as tmp:
+        work = Path(tmp)
+        subprocess.run([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case], env=env(work), cwd=work, check=True, timeout=TIMEOUT)
+        ours = tracker.curves("r", db=str(work / "t.db"))
+        if not with_bar:
+            return ours, []
+        folder = work / "bar"
+        subprocess.run([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backup-and-restore", str(folder)],
+                       env=env(work), cwd=work, check=True, timeout=TIMEOUT)
+        return ours, csv_rows(folder / "history.csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/crash_torture.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, required=True, help="number of trials (the first six hit each write boundary)")
+    parser.add_argument("--jobs", type=int, default=2, help="trials run at once (default 2)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-backup-and-restore", action="store_true", help="skip the Keras BackupAndRestore comparison")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    plans = [(CASES[i % len(CASES)], plan(rng, i)) for i in range(args.trials)]
+    cases = sorted({c for c, _ in plans})
+    with_bar = not args.no_backup_and_restore
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        refs = dict(zip(cases, pool.map(lambda c: reference(c, with_bar), cases)))
+    ours, theirs = {c: r[0] for c, r in refs.items()}, {c: r[1] for c, r in refs.items()}
+    print(f"references for {len(cases)} cases in {time.monotonic() - started:.0f}s", flush=True)
+
+    def trial(i: int) -> Outcome:
+        case, kills = plans[i]
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"torture-{i}-") as tmp:
+            work = Path(tmp)
+            try:
+                out = tracker_trial(work, case, kills, ours[case])
+            except Exception as e:  # noqa: BLE001 - any surprise in a trial is reported as a violation
+                out = Outcome(violations=[f"trial raised {type(e).__name__}: {e}"])
+            if with_bar and all(k.boundary is None for k in kills):
+                backup_and_restore_trial(work, case, kills, theirs[case], out)
+        out.seconds = time.monotonic() - t0
+        status = "ok" if not out.violations else "VIOLATION " + "; ".join(out.violations)
+        print(f"trial {i + 1:4d} {case:11s} kills={','.join(out.kills) or 'none landed'} {out.seconds:5.1f}s {status}", flush=True)
+        return out
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        outcomes = list(pool.map(trial, range(args.trials)))
+    report(outcomes, args, time.monotonic() - started)
+    return 1 if any(o.violations for o in outcomes) else 0
+
+
+def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> None:
+    hits = Counter(k for o in outcomes for k in o.kills)
+    seconds = sorted(o.seconds for o in outcomes)
+    violations = sum(len(o.violations) for o in outcomes)
+    print(f"\ntrials: {len(outcomes)}  (jobs {args.jobs}, seed {args.seed}, {EPOCHS} epochs each, wall {wall:.0f}s)")
+    print(f"{'kill point':34s} hits")
+    for name in [*BOUNDARIES, "random"]:
+        print(f"  {name:32s} {hits[name]}")
+        if hits[f"{name} (during resume)"]:
+            print(f"  {name + ' (during resume)':32s} {hits[name + ' (during resume)']}")
+    print(f"violations: {violations}")
+    print(f"seconds per trial: median {statistics.median(seconds):.1f}, p90 {seconds[int(0.9 * (len(seconds) - 1))]:.1f}, max {seconds[-1]:.1f}")
+    compared = [o for o in outcomes if o.bar_ran]
+    if compared:
+        ours_ok = sum(not o.violations for o in compared)
+        print(f"\nSame random kills, {len(compared)} trials:       tracker   BackupAndRestore+CSVLogger")
+        print(f"  final metrics bit-identical          {ours_ok:7d}   {sum(o.bar_identical for o in compared):7d}")
+        print(f"  checkpoint and history disagreed     {0:7d}   {sum(o.bar_disagreed for o in compared):7d}")
+        print(f"  final history has missing/duplicate  {0:7d}   {sum(o.bar_bad_epochs for o in compared):7d}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
