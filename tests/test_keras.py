@@ -172,3 +172,27 @@ def test_a_failing_writer_stops_training_at_the_next_epoch_and_keeps_the_committ
     monkeypatch.undo()
     fit_tracked(make_model, data, "r", 4, db, ckpt)
     assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3]
+
+
+def test_mixed_precision_loss_scale_state_resumes(data, db, ckpt, keras_env):
+    keras = keras_env
+    x, y = data
+
+    def model():
+        keras.utils.set_random_seed(7)
+        m = keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", dtype="mixed_float16"),
+            keras.layers.Flatten(), keras.layers.Dense(3, dtype="float32"),
+        ])
+        m.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2), initial_scale=2.0**15, dynamic_growth_steps=2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    for name, epochs in (("whole", 4), ("split", 2), ("split", 4)):
+        with tracker.track(name, db=db, checkpoint_dir=ckpt):
+            model().fit(x, y, epochs=epochs, **FIT)
+    assert tracker.curves("split", db=db) == tracker.curves("whole", db=db)
+    store = open_store(db)
+    _, header = checkpoint.load(store.checkpoints(store.get_run("split").id)[0].checkpoint)
+    store.close()
+    assert any(p.endswith("dynamic_scale") for p in header["optimizer"])
