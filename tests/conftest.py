@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracker import settings
 from tracker.run import Run, track
 
 

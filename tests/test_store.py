@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

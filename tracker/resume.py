@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from tracker import checkpoint, settings
-from tracker.query import effective_status
 from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.query import effective_status
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W", "-Q")

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tracker import checkpoint, settings
-from tracker.faults import pause_point
 from tracker.errors import CheckpointError, TrackerError
-from tracker.writer import BackgroundWriter
+from tracker.faults import pause_point
 from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
+from tracker.writer import BackgroundWriter
 
 if TYPE_CHECKING:
     import keras

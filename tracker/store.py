@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from tracker import db as dbmod
 from tracker import migrate, settings
-from tracker.faults import pause_point
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
+from tracker.faults import pause_point
 from tracker.tables import attempts, epochs, metrics, runs
 
 #: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
