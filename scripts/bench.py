@@ -674,16 +674,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def git(*args: str) -> str:
+    """Output of a git command in this checkout; raises OSError or CalledProcessError outside one."""
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
 def code_version() -> str:
     """The commit benchmarked, and the tracker files changed since it: the core may be mid-edit."""
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "tracker", "migrations"],
-                                capture_output=True, text=True, check=True)
+        head, status = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "tracker", "migrations")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    changed = [line[3:] for line in status.stdout.splitlines()]
-    return f"{head.stdout.strip()}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else " (clean)")
+    changed = [line[3:] for line in status.splitlines()]
+    return head.strip() + (f" + uncommitted changes to {', '.join(changed)}" if changed else " (clean)")
+
+
+def code_fingerprint() -> str | None:
+    """The measured code itself (tracker/ and migrations/, committed or not), so a commit elsewhere does not count."""
+    try:
+        return "".join((git("rev-parse", "HEAD:tracker", "HEAD:migrations"), git("diff", "HEAD", "--", "tracker", "migrations"),
+                        git("status", "--porcelain", "--", "tracker", "migrations")))
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def machine_report(plan: Plan) -> str:
@@ -735,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     plan = make_plan(args.quick, args.reps)
     print(machine_report(plan), flush=True)
-    code_at_start = code_version()
+    code_at_start = code_fingerprint()
     started = time.perf_counter()
     table = Table()
     failed: list[str] = []
@@ -753,8 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     table.print()
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s; load average now "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    if code_version() != code_at_start:
-        print(f"warning: the code changed during the run; now {code_version()}")
+    if code_fingerprint() != code_at_start:
+        print(f"warning: tracker's code changed during the run; now {code_version()}")
     if failed:
         print(f"error: row(s) {', '.join(failed)} failed; see the tracebacks on stderr", file=sys.stderr)
         return 1

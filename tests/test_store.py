@@ -227,3 +227,20 @@ def test_a_checkpoint_folder_owned_by_another_database_is_refused(tmp_path, reco
         other.start()
     assert sorted(p.name for p in (Path(ckpt) / "r").iterdir()) == before
     assert tracker.runs(str(tmp_path / "other.db"))[0].status == "failed"
+
+
+def test_a_metric_missing_at_some_epochs_reads_nan_there(record, db):
+    record("r", 4, metrics=lambda e: {"loss": float(e), **({"val_loss": 10.0 + e} if e % 2 == 0 else {})})
+    curve = tracker.curves("r", db=db)
+    assert curve["epoch"] == [0, 1, 2, 3] and curve["loss"] == [0.0, 1.0, 2.0, 3.0]
+    assert same_floats(curve["val_loss"], [10.0, math.nan, 12.0, math.nan])
+    assert tracker.curves("r", db=db, metrics=["val_loss"]) == {"epoch": [0, 1, 2, 3], "val_loss": curve["val_loss"]}
+
+
+def test_metrics_only_in_superseded_epochs_are_left_out(record, db, ckpt):
+    record("r", 2, metrics=lambda e: {"loss": 1.0, "old_metric": 2.0})
+    for f in (Path(ckpt) / "r").glob("*.npz"):
+        f.unlink()
+    with pytest.warns(UserWarning, match="Starting over"):
+        record("r", 2, metrics=lambda e: {"loss": 0.5})
+    assert tracker.curves("r", db=db) == {"epoch": [0, 1], "loss": [0.5, 0.5]}

@@ -78,6 +78,9 @@ class TrackerCallback(keras.callbacks.Callback):
             self._pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # Wait for the previous epoch's commit before taking this snapshot, so that at most one
+        # snapshot is alive at a time: the memory overhead stays one checkpoint's size.
+        self.run.flush()
         arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
         # A callback that ended training at this epoch ended the run: that is part of the resume point.
         header["stop_training"] = bool(self.model.stop_training)

@@ -97,20 +97,7 @@ def curves(
         run = store.get_run(run_name)
         if include_superseded:
             return _all_rows(store, run, metrics)
-        names = metrics if metrics is not None else store.metric_names(run.id)
-        epochs = store.epoch_numbers(run.id)
-        position = {e: i for i, e in enumerate(epochs)}
-        columns: dict[str, list] = {"epoch": epochs}
-        for name in names:
-            at, values = store.metric_curve(run.id, name)
-            if at == epochs:
-                columns[name] = values
-                continue
-            column = [math.nan] * len(epochs)
-            for e, v in zip(at, values):
-                column[position[e]] = v
-            columns[name] = column
-        return columns
+        return store.live_curve(run.id, metrics)
     finally:
         store.close()
 

@@ -286,9 +286,9 @@ class Run:
         store, run = self._require()
         info = checkpoint.write(self.folder, epoch, arrays, {**header, "run": self.name, "epoch": epoch})
         pause_point("before-commit", epoch)
-        best_epoch, _ = store.commit_epoch(run, self._attempt_id, epoch, values, info)
+        self._run = store.commit_epoch(run, self._attempt_id, epoch, values, info)
         pause_point("after-commit", epoch)
-        self._retain(best_epoch)
+        self._retain(self._run.best_epoch)
 
     def _settle_monitor(self, values: Mapping[str, float]) -> None:
         store, run = self._require()

@@ -367,20 +367,26 @@ class Store:
         epoch: int,
         values: Mapping[str, float],
         checkpoint: FileInfo | None,
-    ) -> tuple[int | None, float | None]:
+    ) -> RunRow:
         """Commit one epoch: its metrics, its checkpoint pointer and the run's summary, in ONE transaction.
 
-        Returns the run's best epoch and value afterwards.
+        ``run`` must be the writer's current view of the run (its best so far); returns the view after
+        this epoch. Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
         """
         t = now()
+        best_epoch, best_value = run.best_epoch, run.best_value
+        if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+            best_epoch, best_value = epoch, values[run.monitor]
         with self._write() as conn:
-            current = conn.execute(
-                sa.select(runs.c.writer_attempt_id, runs.c.best_epoch, runs.c.best_value).where(runs.c.id == run.id)
-            ).one()
-            if current.writer_attempt_id != attempt_id:
+            # The summary update doubles as the fence: it matches no row once another attempt took over.
+            fenced = conn.execute(
+                runs.update()
+                .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
+                .values(last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+            ).rowcount
+            if fenced != 1:
                 raise RunLockedError(
-                    f"Run {run.name!r} was taken over by another process (attempt {current.writer_attempt_id}); "
-                    f"this process (attempt {attempt_id}) stops writing to it."
+                    f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
                 )
             epoch_id = conn.execute(
                 epochs.insert().values(
@@ -399,17 +405,8 @@ class Store:
                         for k, v in values.items()
                     ],
                 )
-            best_epoch, best_value = current.best_epoch, current.best_value
-            if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
-                best_epoch, best_value = epoch, values[run.monitor]
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == run.id)
-                .values(last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
-            )
-            conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(heartbeat_at=t))
             pause_point("during-commit", epoch)
-        return best_epoch, best_value
+        return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
 
     def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
         """Mark live epochs ``>= from_epoch`` superseded (kept, left out of curves) and recompute the run summary.
@@ -468,29 +465,61 @@ class Store:
 
     # -- curves ------------------------------------------------------------
 
-    def metric_names(self, run_id: int, *, include_superseded: bool = False) -> list[str]:
-        q = sa.select(metrics.c.name).where(metrics.c.run_id == run_id).distinct().order_by(metrics.c.name)
-        if not include_superseded:
-            q = q.where(metrics.c.superseded == sa.false())
-        with self._read() as conn:
-            return list(conn.scalars(q))
+    def live_curve(self, run_id: int, names: Sequence[str] | None = None) -> dict[str, list]:
+        """The run's live curve as columns, read in one transaction.
 
-    def epoch_numbers(self, run_id: int, *, include_superseded: bool = False) -> list[int]:
-        q = sa.select(epochs.c.epoch).where(epochs.c.run_id == run_id).order_by(epochs.c.epoch, epochs.c.id)
-        if not include_superseded:
-            q = q.where(epochs.c.superseded == sa.false())
+        Each metric is one range scan of the covering index ``ix_metrics_curve``; a metric
+        missing at some epoch reads NaN there.
+        """
         with self._read() as conn:
-            return list(conn.scalars(q))
+            epoch_list = [r[0] for r in _tuples(conn, sa.select(epochs.c.epoch).where(
+                epochs.c.run_id == run_id, epochs.c.superseded == sa.false()).order_by(epochs.c.epoch))]
+            discovered = names is None
+            if discovered:
+                names = self._metric_names(conn, run_id)
+            columns: dict[str, list] = {"epoch": epoch_list}
+            position = None
+            for name in names:
+                rows = _tuples(conn, self._curve_query(run_id, name))
+                if not rows and discovered:
+                    continue  # logged only in superseded epochs
+                at = [r[0] for r in rows]
+                values = [math.nan if r[1] is None else r[1] for r in rows]
+                if at != epoch_list:
+                    position = position or {e: i for i, e in enumerate(epoch_list)}
+                    column = [math.nan] * len(epoch_list)
+                    for e, v in zip(at, values):
+                        column[position[e]] = v
+                    values = column
+                columns[name] = values
+        return columns
 
-    def metric_curve(self, run_id: int, name: str) -> tuple[list[int], list[float]]:
-        """One live metric's (epochs, values): a single range scan of ``ix_metrics_curve``."""
-        q = (
+    @staticmethod
+    def _curve_query(run_id: int, name: str) -> sa.Select:
+        return (
             sa.select(metrics.c.epoch, metrics.c.value)
             .where(metrics.c.run_id == run_id, metrics.c.name == name, metrics.c.superseded == sa.false())
             .order_by(metrics.c.epoch)
         )
+
+    @staticmethod
+    def _metric_names(conn: sa.Connection, run_id: int) -> list[str]:
+        """Every metric name the run ever logged, superseded rows included.
+
+        A recursive skip scan over the index: one probe per distinct name instead of
+        reading every metric row of the run.
+        """
+        names = sa.select(sa.func.min(metrics.c.name).label("name")).where(metrics.c.run_id == run_id).cte("names", recursive=True)
+        following = sa.select(
+            sa.select(sa.func.min(metrics.c.name)).where(metrics.c.run_id == run_id, metrics.c.name > names.c.name).scalar_subquery()
+        ).where(names.c.name.is_not(None))
+        names = names.union_all(following)
+        return list(conn.scalars(sa.select(names.c.name).where(names.c.name.is_not(None))).all())
+
+    def metric_curve(self, run_id: int, name: str) -> tuple[list[int], list[float]]:
+        """One live metric's (epochs, values): a single range scan of ``ix_metrics_curve``."""
         with self._read() as conn:
-            rows = conn.execute(q).all()
+            rows = conn.execute(self._curve_query(run_id, name)).all()
         return [r[0] for r in rows], [_py_value(r[1]) for r in rows]
 
     def all_epoch_metrics(self, run_id: int) -> list[tuple[int, int, bool, str, float]]:
@@ -503,6 +532,22 @@ class Store:
         )
         with self._read() as conn:
             return [(r[0], r[1], bool(r[2]), r[3], _py_value(r[4])) for r in conn.execute(q)]
+
+
+def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:
+    """Run ``query`` on the driver's own cursor: plain tuples, without a Row object per row.
+
+    For the long, simple reads of a curve (ints and floats only) this halves the time.
+    """
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _run_row(r: Mapping) -> RunRow:

@@ -66,7 +66,8 @@ epochs = sa.Table(
     sa.Column("checkpoint_sha256", sa.String(64)),
     sa.Column("checkpoint_deleted", sa.Boolean, nullable=False),
     sa.Column("superseded", sa.Boolean, nullable=False),
-    sa.Index("ix_epochs_run_epoch", "run_id", "epoch"),
+    # The live epochs of a run, in order, from the index alone.
+    sa.Index("ix_epochs_run_epoch", "run_id", "superseded", "epoch"),
     # At most one live row per epoch of a run: the database itself forbids a duplicate epoch.
     sa.Index(
         "ux_epochs_live",

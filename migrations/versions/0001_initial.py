@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("checkpoint_deleted", sa.Boolean, nullable=False),
         sa.Column("superseded", sa.Boolean, nullable=False),
     )
-    op.create_index("ix_epochs_run_epoch", "epochs", ["run_id", "epoch"])
+    op.create_index("ix_epochs_run_epoch", "epochs", ["run_id", "superseded", "epoch"])
     op.create_index(
         "ux_epochs_live",
         "epochs",
