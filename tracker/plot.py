@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.errors import TrackerError
-from tracker.query import curves
 from tracker.store import open_store
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ def _load(names: list[str], db: str | os.PathLike[str] | None) -> list[_RunData]
             run = store.get_run(name)
             resumed = sorted({a.initial_epoch for a in store.attempts(run.id) if a.initial_epoch > 0})
             # Read after the run row, so the curve holds at least the best epoch the row names.
-            curve = curves(name, db)
+            curve = store.live_curve(run.id)
             if not curve["epoch"]:
                 raise TrackerError(f"Run {name!r} has no committed epochs yet; nothing to plot.")
             data.append(_RunData(name, curve, resumed, run.monitor, run.best_epoch, run.best_value))
