@@ -168,9 +168,14 @@ class Run:
         """Open the database, claim the run, and find the resume point: all before any training."""
         checkpoint.probe_writable(self.folder)
         self._store = open_store(self._db)
-        self._run, self._attempt_id = self._store.start_attempt(
-            self.name, config=self._config, checkpoint_dir=str(self.folder), process=_this_process(), force=self._force,
-        )
+        try:
+            self._run, self._attempt_id = self._store.start_attempt(
+                self.name, config=self._config, checkpoint_dir=str(self.folder), process=_this_process(), force=self._force,
+            )
+        except BaseException:
+            self._store.close()
+            self._store = None
+            raise
         try:
             checkpoint.claim(self.folder, self._run.uid, self._store.display)
             if self._monitor_given is None and self._run.monitor:
