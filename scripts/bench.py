@@ -253,7 +253,7 @@ def raw_sqlite_floor(path: Path) -> tuple[sqlite3.Connection, Callable[[], None]
 
 
 def row_commit(table: Table, plan: Plan, work: Path) -> None:
-    progress("row 1: Store.commit_epoch vs raw sqlite3")
+    progress("row 1: Store.commit_epoch vs raw sqlite3 (and MLflow log_metrics, if installed)")
     from tracker.run import _this_process
     from tracker.store import FileInfo, open_store
 
@@ -265,35 +265,42 @@ def row_commit(table: Table, plan: Plan, work: Path) -> None:
         epoch = iter(range(10**9))
 
         def tracker_commit() -> None:
+            nonlocal run
             e = next(epoch)
             info = FileInfo(str(d / f"epoch-{e:06d}.npz"), 123_456, "0" * 64)
-            store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info)
+            run = store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info)
 
-        samples = interleaved({"tracker": timed(tracker_commit), "raw": timed(raw_commit)}, plan.commit_reps, warmup=3)
+        cases = {"tracker": timed(tracker_commit), "raw": timed(raw_commit)}
+        mlflow = mlflow_or_none()
+        if mlflow is not None:
+            mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
+            mlflow.start_run()
+            step = iter(range(10**9))
+            cases["mlflow"] = timed(lambda: mlflow.log_metrics(LOGS, step=next(step)))
+        samples = interleaved(cases, plan.commit_reps, warmup=3)
+        if mlflow is not None:
+            mlflow.end_run()
         raw.close()
         store.close()
     add_ratio(table, "1", "commit_epoch (4 metrics + ckpt ptr) / raw INSERT txn", samples, "tracker", "raw",
               target="<= 2x", note="SQLite WAL, synchronous=FULL")
-    row_commit_mlflow(table, plan, work)
+    what = "MLflow log_metrics (4 metrics) / tracker commit_epoch"
+    if mlflow is None:
+        table.na("1b", what, "mlflow not installed (pip install -e '.[bench]')")
+    else:
+        add_ratio(table, "1b", what, samples, "mlflow", "tracker", target=">= 20x", note="MLflow's SQLite store, same machine, interleaved")
 
 
-def row_commit_mlflow(table: Table, plan: Plan, work: Path) -> None:
-    what = "MLflow log_metrics (4 metrics, sqlite store) / raw txn"
+def mlflow_or_none():
+    """MLflow, if the bench extra is installed; its rows read n/a otherwise."""
     if importlib.util.find_spec("mlflow") is None:
-        table.na("1b", what, "mlflow not installed")
-        return
+        return None
+    import logging
+
     import mlflow
 
-    with folder(work, "mlflow") as d:
-        mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
-        raw, raw_commit = raw_sqlite_floor(d / "raw.db")
-        step = iter(range(10**9))
-
-        with mlflow.start_run():
-            samples = interleaved({"mlflow": timed(lambda: mlflow.log_metrics(LOGS, step=next(step))), "raw": timed(raw_commit)},
-                                  plan.commit_reps, warmup=3)
-        raw.close()
-    add_ratio(table, "1b", what, samples, "mlflow", "raw", note="for comparison; no checkpoint pointer")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store creation logs every migration
+    return mlflow
 
 
 # -- row 2: end of epoch on the training thread ----------------------------------------------
@@ -537,6 +544,30 @@ def row_curves(table: Table, plan: Plan, work: Path) -> None:
                                    "raw": timed(lambda: raw_curves(db, run_id, wanted))}, plan.curve_reps)
             add_ratio(table, key, f"curves() {n:,} ep., {what} / raw SELECT", samples, "tracker", "raw",
                       target="<= 50 ms" if which else "", note="includes open; baseline incl. connect")
+        what = f"MLflow get_metric_history, {n:,} points / tracker curves(1 metric)"
+        mlflow = mlflow_or_none()
+        if mlflow is None:
+            table.na("4c", what, "mlflow not installed (pip install -e '.[bench]')")
+            return
+        client = mlflow_with_history(mlflow, d, n)
+        samples = interleaved({"mlflow": timed(lambda: client.get_metric_history(client.run_id, "loss")),
+                               "tracker": timed(lambda: tracker.curves("bench-curves", db, metrics=["loss"]))}, plan.curve_reps)
+        add_ratio(table, "4c", what, samples, "mlflow", "tracker", target=">= 20x", note="same points, MLflow's SQLite store")
+
+
+def mlflow_with_history(mlflow, d: Path, n: int):
+    """An MLflow client on a fresh SQLite store holding one run with ``n`` points of ``loss``, logged in batches."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    experiment = client.create_experiment("bench")
+    client.run_id = client.create_run(experiment).info.run_id
+    now = int(time.time() * 1000)
+    for start in range(0, n, 1000):
+        batch = [Metric("loss", 1.0 / (e + 1), now, e) for e in range(start, min(n, start + 1000))]
+        client.log_batch(client.run_id, metrics=batch)
+    return client
 
 
 # -- rows 5 and 6: whole processes ------------------------------------------------------------------
@@ -586,14 +617,31 @@ def row_open(table: Table, plan: Plan, work: Path) -> None:
             if not (cwd / "new.db").exists():
                 raise RuntimeError("open_store did not create new.db")
 
-        samples = interleaved({
+        def mlflow_create() -> None:
+            cwd = d / f"mlflow{next(fresh)}"
+            cwd.mkdir()
+            run_process(python_c("from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore; "
+                                 "SqlAlchemyStore('sqlite:///mlflow.db', './artifacts')"), cwd=cwd)
+            if not (cwd / "mlflow.db").exists():
+                raise RuntimeError("MLflow did not create mlflow.db")
+
+        cases = {
             "open": timed(first_open),
             "pass": process_case(python_c("pass")),
             "sa": process_case(python_c("import sqlalchemy, alembic")),
-        }, plan.process_reps)
+        }
+        has_mlflow = importlib.util.find_spec("mlflow") is not None
+        if has_mlflow:
+            cases["mlflow"] = timed(mlflow_create)
+        samples = interleaved(cases, plan.process_reps)
     add_ratio(table, "6", "open_store('new.db') in a new process / python -c pass", samples, "open", "pass",
               note="migrations run")
     add_ratio(table, "6", "  same / python -c 'import sqlalchemy, alembic'", samples, "open", "sa")
+    what = "MLflow SqlAlchemyStore('sqlite:///new.db') process / tracker open_store process"
+    if has_mlflow:
+        add_ratio(table, "6b", what, samples, "mlflow", "open", target=">= 4x", note="both whole processes, migrations included")
+    else:
+        table.na("6b", what, "mlflow not installed (pip install -e '.[bench]')")
 
 
 # -- row 7: peak memory ----------------------------------------------------------------------
