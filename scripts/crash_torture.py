@@ -73,7 +73,7 @@ class Outcome:
     bar_ran: bool = False
     bar_identical: bool = False
     bar_disagreed: bool = False
-    bar_bad_epochs: bool = False
+    bar_bad_epochs: bool = False  # its history's epochs are not exactly the uninterrupted run's
 
 
 def env(workdir: Path, pause_at: str | None = None) -> dict[str, str]:
@@ -279,7 +279,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
         print(f"\nSame random kills, {len(compared)} trials:       tracker   BackupAndRestore+CSVLogger")
         print(f"  final metrics bit-identical          {ours_ok:7d}   {sum(o.bar_identical for o in compared):7d}")
         print(f"  checkpoint and history disagreed     {0:7d}   {sum(o.bar_disagreed for o in compared):7d}")
-        print(f"  final history has missing/duplicate  {0:7d}   {sum(o.bar_bad_epochs for o in compared):7d}")
+        print(f"  final epochs differ from uninterrupted {0:5d}   {sum(o.bar_bad_epochs for o in compared):7d}   (gap, duplicate, or extra epochs)")
 
 
 if __name__ == "__main__":
