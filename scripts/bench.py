@@ -341,6 +341,7 @@ def time_end_of_epoch(model, d: Path, reps: int) -> tuple[dict[str, list[float]]
     import keras
 
     import tracker
+    from tracker.checkpoint import fsync_path
     from tracker.keras import TrackerCallback
 
     run = tracker.track("bench-hooks", db=d / "tracker.db", checkpoint_dir=d / "ckpt")
@@ -362,7 +363,7 @@ def time_end_of_epoch(model, d: Path, reps: int) -> tuple[dict[str, list[float]]
         e = next(epochs["mc_csv_fsync"])
         mc_durable.on_epoch_end(e, LOGS)
         csv_durable.on_epoch_end(e, LOGS)
-        fsync_file(d / "mcd.weights.h5")
+        fsync_path(d / "mcd.weights.h5")
 
     def mc_csv() -> None:
         e = next(epochs["mc_csv"])
@@ -398,14 +399,6 @@ def time_end_of_epoch(model, d: Path, reps: int) -> tuple[dict[str, list[float]]
         csv_durable.on_train_end()
         run.finish("completed")
     return samples, ckpt_bytes, hasattr(run, "flush")
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- row 3: epoch wall time in fit --------------------------------------------------------------

@@ -120,15 +120,16 @@ def write(folder: Path, epoch: int, arrays: Mapping[str, np.ndarray], header: Ma
             os.fsync(raw.fileno())
         pause_point("before-rename", epoch)
         os.replace(temp, final)
-        _fsync_dir(folder)
+        fsync_path(folder)
     except OSError as e:
         temp.unlink(missing_ok=True)
         raise CheckpointError(f"Cannot write checkpoint {final}: {e.strerror or e}.") from e
     return FileInfo(str(final), sink.size, sink.sha256.hexdigest())
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -24,7 +24,7 @@ from tracker.errors import CheckpointError, ResumeError, RunLockedError, Tracker
 from tracker.query import effective_status
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
 
-_OPTIONS_WITH_VALUE = ("-X", "-W", "-Q")
+_OPTIONS_WITH_VALUE = ("-X", "-W")
 
 
 def launch_command(attempt: AttemptRow) -> list[str]:
