@@ -11,6 +11,10 @@ CSVLogger(DIR/history.csv, append=True), for the torture script's comparison.
 
 import argparse
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models, however this script is started
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -20,6 +24,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tracker  # noqa: E402
+from tests.models import tiny  # noqa: E402
+
+CASES_ON_SEQUENTIAL = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "schedule"}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run")
@@ -36,30 +43,7 @@ x = rng.random((48, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, 48)
 
 
-def build() -> keras.Model:
-    if args.case == "functional":
-        inputs = keras.Input((8, 8, 1))
-        h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
-        return keras.Model(inputs, keras.layers.Dense(3)(h))
-    if args.case == "subclassed":
-        class Tiny(keras.Model):
-            def __init__(self) -> None:
-                super().__init__()
-                self.conv = keras.layers.Conv2D(4, 3, activation="relu")
-                self.flat = keras.layers.Flatten()
-                self.out = keras.layers.Dense(3)
-
-            def call(self, inputs):
-                return self.out(self.flat(self.conv(inputs)))
-
-        return Tiny()  # not built before fit on purpose
-    layers = [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten()]
-    if args.case == "dropout":
-        layers.append(keras.layers.Dropout(0.3))
-    return keras.Sequential([*layers, keras.layers.Dense(3)])
-
-
-model = build()
+model = tiny("sequential" if args.case in CASES_ON_SEQUENTIAL else args.case, dropout=0.3 if args.case == "dropout" else 0.0)
 lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if args.case == "schedule" else 1e-2
 model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 

@@ -88,33 +88,11 @@ def make_model(keras_env):
     keras = keras_env
 
     def _make(kind: str = "sequential"):
+        from tests.models import tiny
+
         keras.utils.set_random_seed(7)
-        if kind == "sequential":
-            model = keras.Sequential([
-                keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                keras.layers.Flatten(), keras.layers.Dense(3),
-            ])
-        elif kind == "functional":
-            inputs = keras.Input((8, 8, 1))
-            h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-            model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
-        else:
-            model = _Subclassed(keras)
+        model = tiny(kind)
         model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         return model
 
     return _make
-
-
-def _Subclassed(keras):
-    class Tiny(keras.Model):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = keras.layers.Conv2D(4, 3, activation="relu")
-            self.flat = keras.layers.Flatten()
-            self.out = keras.layers.Dense(3)
-
-        def call(self, x):
-            return self.out(self.flat(self.conv(x)))
-
-    return Tiny()
