@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import servers
 from tracker.run import Run, track
 
 
@@ -24,8 +25,29 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
+def sqlite_db(tmp_path: Path) -> str:
     return str(tmp_path / "tracker.db")
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the test PostgreSQL server (skips, or fails in CI, without one)."""
+    yield from servers.fresh_postgres_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> str:
+    """A new empty database: a SQLite file, then a fresh PostgreSQL database.
+
+    Tests that hold only for SQLite take ``@tests.servers.sqlite_only``.
+    """
+    return request.getfixturevalue(f"{request.param}_db")
+
+
+@pytest.fixture
+def s3_prefix(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<fresh bucket>/ckpt`` on a real S3-compatible server on loopback; its endpoint and keys are in the environment."""
+    return servers.fresh_s3_prefix(monkeypatch)
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 import tracker
+from tests.servers import PG_PASSWORD
 from tracker.__main__ import main
+from tracker.db import locate
 from tracker.store import open_store
 
 PASSWORD_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
@@ -79,7 +81,8 @@ def test_list_empty_database(db, capsys):
     assert main(["list", "--db", db]) == 0
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"no runs yet in {db}" in captured.err
+    assert f"no runs yet in {locate(db).display}" in captured.err
+    assert PG_PASSWORD not in captured.err
 
     assert main(["list", "--json", "--db", db]) == 0
     assert json.loads(capsys.readouterr().out) == []

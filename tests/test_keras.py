@@ -14,6 +14,12 @@ from tracker.store import open_store
 FIT = {"batch_size": 16, "shuffle": False, "validation_split": 0.25, "verbose": 0}
 
 
+@pytest.fixture
+def db(sqlite_db: str) -> str:
+    """Keras tests run on SQLite; `test_split_run_on_postgres_and_s3` covers the server setup."""
+    return sqlite_db
+
+
 def fit_tracked(make_model, data, name, epochs, db, ckpt, kind="sequential", **fit_kwargs):
     x, y = data
     model = make_model(kind)
@@ -29,6 +35,17 @@ def test_split_run_equals_uninterrupted_run(make_model, data, db, ckpt, kind):
     # A fresh model object: everything must come back from the checkpoint, the optimizer included.
     fit_tracked(make_model, data, "split", 4, db, ckpt, kind)
     assert tracker.curves("split", db=db) == tracker.curves("whole", db=db)
+
+
+def test_split_run_on_postgres_and_s3(make_model, data, postgres_db, s3_prefix, sqlite_db, ckpt):
+    fit_tracked(make_model, data, "whole", 4, sqlite_db, ckpt)
+    fit_tracked(make_model, data, "split", 2, postgres_db, s3_prefix)
+    fit_tracked(make_model, data, "split", 4, postgres_db, s3_prefix)
+    assert tracker.curves("split", db=postgres_db) == tracker.curves("whole", db=sqlite_db)
+    store = open_store(postgres_db)
+    kept = [row.checkpoint.path for row in store.checkpoints(store.get_run("split").id)]
+    store.close()
+    assert kept and all(p.startswith(f"{s3_prefix}/split/epoch-") for p in kept)
 
 
 def test_checkpoint_holds_optimizer_state(make_model, data, db, ckpt):
@@ -150,14 +167,14 @@ def test_captured_state_is_a_snapshot_that_training_does_not_change(make_model, 
 
 def test_a_failing_writer_stops_training_at_the_next_epoch_and_keeps_the_committed_point(make_model, data, db, ckpt, monkeypatch):
     fit_tracked(make_model, data, "r", 2, db, ckpt)
-    real_write = checkpoint.write
+    real_write = checkpoint.LocalFolder.write
 
     def disk_full(folder, epoch, *args):
         if epoch >= 3:
             raise tracker.CheckpointError(f"Cannot write checkpoint for epoch {epoch}: No space left on device.")
         return real_write(folder, epoch, *args)
 
-    monkeypatch.setattr(checkpoint, "write", disk_full)
+    monkeypatch.setattr(checkpoint.LocalFolder, "write", disk_full)
     seen = []
     x, y = data
     model = make_model()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 import tracker
 from tests.conftest import same_floats
+from tests.servers import sqlite_only
 from tracker import migrate
 from tracker.store import open_store
 from tracker.tables import metadata
@@ -35,6 +36,7 @@ def test_head_constant_is_the_newest_migration():
     assert ScriptDirectory(str(migrate._migrations_dir())).get_current_head() == migrate.HEAD
 
 
+@sqlite_only
 def test_sqlite_settings(db):
     store = open_store(db)
     with store.engine.connect() as conn:
@@ -43,6 +45,7 @@ def test_sqlite_settings(db):
     assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 60000}
 
 
+@sqlite_only
 def test_one_metric_curve_is_one_covering_index_scan(db, record):
     record("r", 3)
     store = open_store(db)
@@ -85,10 +88,10 @@ def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path):
 
 def test_a_newer_schema_is_refused(db, record):
     record("r", 1)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
-    conn.commit()
-    conn.close()
+    store = open_store(db)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
+    store.close()
     with pytest.raises(tracker.SchemaError, match="newer than this tracker.*Upgrade tracker"):
         tracker.curves("r", db=db)
 

@@ -78,6 +78,8 @@ class TrackerCallback(keras.callbacks.Callback):
             self._pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.run.is_writer:
+            return
         # Wait for the previous epoch's commit before taking this snapshot, so that at most one
         # snapshot is alive at a time: the memory overhead stays one checkpoint's size.
         self.run.flush()

@@ -22,6 +22,7 @@ from pathlib import Path
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
 from tracker.query import effective_status
+from tracker.redact import unredact
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W")
@@ -103,6 +104,10 @@ def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
     return 0
 
 
+def _parent(location: str) -> str:
+    return location.rsplit("/", 1)[0] if checkpoint.is_url(location) else str(Path(location).parent)
+
+
 def _epoch(e: int | None) -> str:
     return "none" if e is None else str(e)
 
@@ -154,12 +159,13 @@ def _resume(args: argparse.Namespace) -> int:
                 f"Run {run.name!r} is still being written by pid {latest.process.pid} on host {latest.process.host}. "
                 "Wait for it, stop it, or pass --force to take over."
             )
-        command = launch_command(latest)
+        # The recorded command line has its passwords masked; the URL given to us has the real one.
+        command = [unredact(arg, [store.url]) for arg in launch_command(latest)]
         if args.from_epoch is not None:
             _rewind(store, run, args.from_epoch)
         env = dict(os.environ)
         env[settings.ENV_DB] = str(store.url)
-        env[settings.ENV_CHECKPOINT_DIR] = str(Path(run.checkpoint_dir).parent)
+        env[settings.ENV_CHECKPOINT_DIR] = _parent(run.checkpoint_dir)
         if args.force:
             env[settings.ENV_FORCE] = "1"
         print(f"resuming run {run.name}: {shlex.join(command)}  (in {latest.process.cwd})", file=sys.stderr)

@@ -4,10 +4,13 @@
 captures and restores model state as named arrays and calls `Run.commit_epoch`.
 
 The protocol, per epoch:
-  1. write the state to a new file durably (`tracker.checkpoint.write`);
+  1. write the state to a new file durably (`tracker.checkpoint.Folder.write`);
   2. commit the metrics and the file's path, size and sha256 in one transaction;
   3. only then delete checkpoints that retention no longer keeps.
 A crash anywhere leaves the newest committed row pointing at a complete file.
+
+Under multi-worker training (``TF_CONFIG``), only the chief writes; every other
+worker reads the same resume point and records nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, TrackerError
 from tracker.faults import pause_point
+from tracker.redact import redact
 from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
 from tracker.writer import BackgroundWriter
 
@@ -52,6 +56,7 @@ def track(
     keep_last: int | None = 3,
     keep_best: bool = True,
     force: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Track the Keras ``fit`` call made inside the block; resume it if the run exists.
 
@@ -74,7 +79,8 @@ def track(
     Args:
         name: The run's name: letters, digits and ``._=+@,-``; it also names its checkpoint folder.
         db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
-        checkpoint_dir: The folder under which the run's folder of checkpoints is made.
+        checkpoint_dir: The folder under which the run's folder of checkpoints is made: a local
+            path, or a URL of shared storage such as ``s3://bucket/prefix`` (through fsspec).
             Defaults to ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``.
         config: JSON-able hyperparameters stored with the run. Defaults to None.
         monitor: The metric that defines the best epoch. Defaults to ``val_loss``,
@@ -84,13 +90,15 @@ def track(
         keep_last: How many of the newest checkpoints to keep; None keeps all. Defaults to 3.
         keep_best: Also keep the best epoch's checkpoint. Defaults to True.
         force: Take over the run even if another live process is writing it. Defaults to False.
+        storage_options: Options for the fsspec filesystem of a ``checkpoint_dir`` URL, such as
+            ``{"endpoint_url": ...}``; never recorded. Defaults to None (the provider's environment).
 
     Returns:
         A `Run`, to use as a context manager.
     """
     return Run(
         name, db=db, checkpoint_dir=checkpoint_dir, config=config, monitor=monitor, mode=mode,
-        keep_last=keep_last, keep_best=keep_best, force=force,
+        keep_last=keep_last, keep_best=keep_best, force=force, storage_options=storage_options,
     )
 
 
@@ -109,6 +117,7 @@ class Run:
         keep_last: int | None,
         keep_best: bool,
         force: bool,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = settings.validate_run_name(name)
         if mode not in ("auto", "min", "max"):
@@ -117,7 +126,10 @@ class Run:
             raise ValueError(f"Invalid value for argument `keep_last`. Received: keep_last={keep_last!r}. Expected an integer >= 1, or None to keep every checkpoint.")
         self._config = _json_config(config)
         self._db = db
-        self.folder = settings.resolve_checkpoint_root(checkpoint_dir) / self.name
+        self._storage_options = dict(storage_options or {})
+        self.folder = checkpoint.open_folder(settings.resolve_checkpoint_root(checkpoint_dir), self.name, self._storage_options)
+        #: False on a non-chief worker of a multi-worker cluster: it resumes like the chief but writes nothing.
+        self.is_writer = settings.is_chief()
         self._monitor_given = monitor
         self._monitor = monitor or "val_loss"
         self._mode = _resolve_mode(self._monitor, mode)
@@ -166,23 +178,26 @@ class Run:
 
     def start(self) -> None:
         """Open the database, claim the run, and find the resume point: all before any training."""
-        checkpoint.probe_writable(self.folder)
+        if not self.is_writer:
+            self._start_reader()
+            return
+        self.folder.probe_writable()
         self._store = open_store(self._db)
         try:
             self._run, self._attempt_id = self._store.start_attempt(
-                self.name, config=self._config, checkpoint_dir=str(self.folder), process=_this_process(), force=self._force,
+                self.name, config=self._config, checkpoint_dir=self.folder.location, process=_this_process(), force=self._force,
             )
         except BaseException:
             self._store.close()
             self._store = None
             raise
         try:
-            checkpoint.claim(self.folder, self._run.uid, self._store.display)
+            self.folder.claim(self._run.uid, self._store.display)
             if self._monitor_given is None and self._run.monitor:
                 self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
             elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
                 self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
-            checkpoint.sweep(self.folder, self._store.referenced_paths(self._run.id))
+            self.folder.sweep(self._store.referenced_paths(self._run.id))
             self._find_resume_point()
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
         except BaseException as e:
@@ -191,19 +206,31 @@ class Run:
         self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)
         self._heartbeat.start()
 
+    def _start_reader(self) -> None:
+        # The chief may be creating the run at this moment; until it has committed an
+        # epoch there is nothing to resume, and no epoch commits without every worker.
+        self._store = open_store(self._db)
+        try:
+            self._run = self._store.find_run(self.name)
+            if self._run is not None:
+                self._find_resume_point()
+        except BaseException:
+            self.finish("failed")
+            raise
+
     def _find_resume_point(self) -> None:
         store, run = self._require()
         failures = []
         for row in store.checkpoints(run.id):
             try:
-                self.resume_state = checkpoint.load(row.checkpoint)
+                self.resume_state = checkpoint.load(row.checkpoint, self._storage_options)
             except CheckpointError as e:
                 failures.append(f"epoch {row.epoch}: {e}")
                 continue
             self.initial_epoch = row.epoch + 1
             self.stopped_early = bool(self.resume_state[1].get("stop_training"))
             break
-        if failures:
+        if failures and self.is_writer:
             reason = "; ".join(failures)
             if self.resume_state is None:
                 msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
@@ -211,7 +238,7 @@ class Run:
                 msg = (f"Run {self.name!r}: falling back to epoch {self.initial_epoch - 1} because newer checkpoints "
                        f"do not verify ({reason}). Epochs from {self.initial_epoch} on are kept as superseded.")
             warnings.warn(msg, stacklevel=3)
-        if run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
+        if self.is_writer and run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
             store.supersede(run, self._attempt_id, self.initial_epoch)
             self._run = store.get_run(self.name)
         if self.initial_epoch:
@@ -228,6 +255,10 @@ class Run:
         """Record how this attempt ended and release the run."""
         if self._store is None:
             return
+        if not self.is_writer:
+            self._store.close()
+            self._store = None
+            return
         if self._writer is not None:
             self._writer.close()  # what was handed over is committed before the attempt ends
             self._writer = None
@@ -241,7 +272,7 @@ class Run:
             self._store = None
 
     def _require(self) -> tuple[Store, RunRow]:
-        if self._store is None or self._run is None:
+        if self._store is None or (self._run is None and self.is_writer):
             raise TrackerError(f"Run {self.name!r} is not started: use it as `with tracker.track(...) as run:`.")
         return self._store, self._run
 
@@ -258,6 +289,8 @@ class Run:
 
     def set_target_epochs(self, epochs: int) -> None:
         """Record how many epochs in all the ``fit`` call asked for."""
+        if not self.is_writer:
+            return
         store, run = self._require()
         store.set_target_epochs(run.id, epochs)
 
@@ -274,6 +307,8 @@ class Run:
         ``arrays`` must be a snapshot that training will not change.
         """
         values = {str(k): _scalar(k, v) for k, v in logs.items()}  # bad metrics fail on the caller's thread
+        if not self.is_writer:
+            return
         if self._writer is None:
             self._writer = BackgroundWriter(lambda job: self.commit_epoch(*job), name=f"tracker-writer-{self.name}")
         self._writer.submit((epoch, values, arrays, header))
@@ -285,11 +320,13 @@ class Run:
 
     def commit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
         """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction."""
+        if not self.is_writer:
+            return
         values = {str(k): _scalar(k, v) for k, v in logs.items()}
         if self._first_commit:
             self._settle_monitor(values)
         store, run = self._require()
-        info = checkpoint.write(self.folder, epoch, arrays, {**header, "run": self.name, "epoch": epoch})
+        info = self.folder.write(epoch, arrays, {**header, "run": self.name, "epoch": epoch})
         pause_point("before-commit", epoch)
         self._run = store.commit_epoch(run, self._attempt_id, epoch, values, info)
         pause_point("after-commit", epoch)
@@ -323,7 +360,7 @@ class Run:
         # The rows first, then the files: a crash in between leaves orphans that `sweep` removes, never a dangling pointer that matters.
         store.mark_deleted(run, self._attempt_id, [r.id for r in doomed])
         pause_point("during-retention", live[0].epoch)
-        checkpoint.delete([r.checkpoint.path for r in doomed])
+        self.folder.delete([r.checkpoint.path for r in doomed])
 
 
 def _resolve_mode(monitor: str, mode: str) -> str:
@@ -368,6 +405,6 @@ def _this_process() -> ProcessInfo:
         except importlib.metadata.PackageNotFoundError:
             pass
     return ProcessInfo(
-        executable=sys.executable, argv=list(sys.orig_argv[1:]), cwd=os.getcwd(),
+        executable=sys.executable, argv=[redact(arg) for arg in sys.orig_argv[1:]], cwd=os.getcwd(),
         host=socket.gethostname(), pid=os.getpid(), versions=versions,
     )

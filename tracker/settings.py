@@ -5,9 +5,12 @@ Every environment variable tracker reads is named here and nowhere else.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+
+from tracker.redact import redact
 
 #: Database file path or SQLAlchemy URL, used when ``db=`` is not given.
 ENV_DB = "TRACKER_DB"
@@ -15,6 +18,8 @@ ENV_DB = "TRACKER_DB"
 ENV_CHECKPOINT_DIR = "TRACKER_CHECKPOINT_DIR"
 #: Set to ``1`` by ``python -m tracker.resume --force``: take over a run whose writer looks alive.
 ENV_FORCE = "TRACKER_FORCE"
+#: TensorFlow's cluster description for multi-worker training; tracker reads which task this process is.
+ENV_TF_CONFIG = "TF_CONFIG"
 #: Test-only: name of a write boundary at which the process stops itself (see `tracker.checkpoint`).
 ENV_PAUSE_AT = "TRACKER_TEST_PAUSE_AT"
 
@@ -31,11 +36,47 @@ def resolve_db(db: str | os.PathLike[str] | None) -> str:
     return os.environ.get(ENV_DB) or DEFAULT_DB
 
 
-def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> Path:
-    """The absolute checkpoint folder: the argument, else ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``."""
+def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> str:
+    """Where checkpoints go: the argument, else ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``.
+
+    A local path comes back absolute; a URL (``s3://bucket/prefix``) as given.
+
+    Raises:
+        ValueError: The URL holds a password, which would end up in the database.
+    """
     chosen = os.fspath(checkpoint_dir) if checkpoint_dir is not None else None
     chosen = chosen or os.environ.get(ENV_CHECKPOINT_DIR) or DEFAULT_CHECKPOINT_DIR
-    return Path(chosen).expanduser().absolute()
+    if "://" in chosen and not chosen.startswith("file://"):
+        if redact(chosen) != chosen:
+            raise ValueError(
+                f"Checkpoint location {redact(chosen)!r} holds a password. tracker records this location, so pass "
+                "credentials through storage_options= or the storage provider's environment variables instead."
+            )
+        return chosen.rstrip("/")
+    return str(Path(chosen.removeprefix("file://")).expanduser().absolute())
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run: False only for a non-chief task of a ``TF_CONFIG`` cluster.
+
+    The chief is the ``chief`` task, or worker 0 of a cluster without one, as in
+    ``tf.distribute.MultiWorkerMirroredStrategy``.
+
+    Raises:
+        ValueError: ``TF_CONFIG`` is set but is not valid JSON.
+    """
+    raw = os.environ.get(ENV_TF_CONFIG)
+    if not raw:
+        return True
+    try:
+        config = json.loads(raw)
+        task = config.get("task") or {}
+        kind, index = task.get("type"), int(task.get("index", 0))
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ValueError(f"TF_CONFIG is not a valid cluster description ({e}). Fix it or unset it.") from e
+    if kind in (None, "chief"):
+        return True
+    return kind == "worker" and index == 0 and "chief" not in (config.get("cluster") or {})
 
 
 def validate_run_name(name: object) -> str:

@@ -28,6 +28,7 @@ from tracker import db as dbmod
 from tracker import migrate, settings
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.faults import pause_point
+from tracker.redact import redact
 from tracker.tables import attempts, epochs, metrics, runs
 
 #: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
@@ -168,7 +169,7 @@ def open_store(db: str | os.PathLike[str] | None = None, *, create: bool = True)
 
 
 def _reason(e: sa.exc.DBAPIError) -> str:
-    return str(e.orig).splitlines()[0] if e.orig is not None else str(e)
+    return redact(str(e.orig).splitlines()[0] if e.orig is not None else str(e))
 
 
 class Store:
@@ -328,7 +329,7 @@ class Store:
         t = now()
         with self._write() as conn:
             conn.execute(
-                attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t, heartbeat_at=t, error=error)
+                attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
             )
             # Only the current writer speaks for the run.
             conn.execute(
