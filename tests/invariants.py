@@ -1,30 +1,43 @@
-"""Checks that must hold after any crash: used by the crash tests."""
+"""Checks that must hold after any crash: used by the crash tests, on SQLite or PostgreSQL, local or S3 checkpoints."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
+
+import sqlalchemy as sa
+
+from tracker import checkpoint
+from tracker.store import FileInfo
 
 
 def check(db: str, run: str) -> list[int]:
     """Assert the crash-safety invariants of ``run``; return its live committed epochs."""
-    conn = sqlite3.connect(db)
+    if "://" not in db:
+        if not Path(db).exists():
+            return []  # killed before the database was created: nothing was committed
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+    engine = sa.create_engine(db if "://" in db else f"sqlite:///{db}")
     try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'epochs'").fetchone()[0] == 0:
-            return []  # killed before the schema was created: nothing was committed
-        rows = conn.execute(
-            "SELECT e.epoch, e.checkpoint_path, e.checkpoint_size, e.checkpoint_sha256 FROM epochs e "
-            "JOIN runs r ON r.id = e.run_id WHERE r.name = ? AND NOT e.superseded ORDER BY e.epoch",
-            (run,),
-        ).fetchall()
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("epochs"):
+                return []  # killed before the schema was created: nothing was committed
+            rows = conn.execute(
+                sa.text(
+                    "SELECT e.epoch, e.checkpoint_path, e.checkpoint_size, e.checkpoint_sha256 FROM epochs e "
+                    "JOIN runs r ON r.id = e.run_id WHERE r.name = :run AND NOT e.superseded ORDER BY e.epoch"
+                ),
+                {"run": run},
+            ).all()
     finally:
-        conn.close()
+        engine.dispose()
     epochs = [r[0] for r in rows]
     assert epochs == list(range(len(epochs))), f"live epochs are not exactly 0..N-1: {epochs}"
     if rows:
-        _, path, size, sha = rows[-1]
-        data = Path(path).read_bytes()
-        assert len(data) == size and hashlib.sha256(data).hexdigest() == sha, f"newest committed checkpoint {path} does not verify"
+        # Raises if the newest committed checkpoint is missing or differs from what its row recorded.
+        checkpoint.read_verified(FileInfo(*rows[-1][1:]))
     return epochs

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fsspec
 import pytest
 
 import tracker
@@ -56,9 +57,17 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
     return tracker.curves("ref", db=db)
 
 
-def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, list]) -> None:
+@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Where a run goes: a SQLite file and a local folder, or the team setup of a PostgreSQL server and S3."""
+    if request.param == "sqlite-local":
+        return str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    return request.getfixturevalue("postgres_db"), request.getfixturevalue("s3_prefix")
+
+
+def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, list], storage: tuple[str, str]) -> None:
     assert [b for b, _ in KILLS] == list(BOUNDARIES)
-    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    db, ckpt = storage
     # One run, killed once at each boundary; each restart is a real `python -m tracker.resume`.
     committed: list[int] = []
     for i, (boundary, epoch) in enumerate(KILLS):
@@ -73,7 +82,8 @@ def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, ref
     assert invariants.check(db, "r") == list(range(EPOCHS))
     assert tracker.curves("r", db=db) == reference
     assert tracker.runs(db)[0].status == "completed"
-    files = sorted(p.name for p in (tmp_path / "ckpt" / "r").iterdir())
+    fs, folder = fsspec.core.url_to_fs(f"{ckpt}/r")
+    files = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
     assert not [f for f in files if f.endswith(".tmp")], files
     assert len([f for f in files if f.endswith(".npz")]) <= 4, f"retention kept too much: {files}"
 

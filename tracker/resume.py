@@ -22,7 +22,7 @@ from pathlib import Path
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
 from tracker.query import effective_status
-from tracker.redact import unredact
+from tracker.redact import redact, unredact
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W")
@@ -168,7 +168,7 @@ def _resume(args: argparse.Namespace) -> int:
         env[settings.ENV_CHECKPOINT_DIR] = _parent(run.checkpoint_dir)
         if args.force:
             env[settings.ENV_FORCE] = "1"
-        print(f"resuming run {run.name}: {shlex.join(command)}  (in {latest.process.cwd})", file=sys.stderr)
+        print(f"resuming run {run.name}: {redact(shlex.join(command))}  (in {latest.process.cwd})", file=sys.stderr)
     finally:
         store.close()
     sys.stdout.flush()
