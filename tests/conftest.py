@@ -41,7 +41,7 @@ def db(request: pytest.FixtureRequest) -> str:
 
     Tests that hold only for SQLite take ``@tests.servers.sqlite_only``.
     """
-    return request.getfixturevalue(f"{request.param}_db")
+    return request.getfixturevalue({"sqlite": "sqlite_db", "postgresql": "postgres_db"}[request.param])
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -66,15 +65,15 @@ open_store(sys.argv[1]).close()
 """
 
 
-def test_eight_processes_open_one_new_database_at_once(tmp_path):
-    for trial in range(3):
-        db = str(tmp_path / f"new-{trial}.db")
-        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_SCRIPT, db], stderr=subprocess.PIPE, text=True) for _ in range(8)]
-        failures = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]
-        assert failures == []
-        conn = sqlite3.connect(db)
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrate.HEAD,)]
-        conn.close()
+@pytest.mark.parametrize("trial", range(3))
+def test_eight_processes_open_one_new_database_at_once(db, trial):
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_SCRIPT, db], stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    failures = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]
+    assert failures == []
+    engine = sa.create_engine(db if "://" in db else f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [(migrate.HEAD,)]
+    engine.dispose()
 
 
 def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path):
