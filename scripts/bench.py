@@ -255,7 +255,7 @@ def raw_sqlite_floor(path: Path) -> tuple[sqlite3.Connection, Callable[[], None]
 def row_commit(table: Table, plan: Plan, work: Path) -> None:
     progress("row 1: Store.commit_epoch vs raw sqlite3 (and MLflow log_metrics, if installed)")
     from tracker.run import _this_process
-    from tracker.store import FileInfo, open_store
+    from tracker.store import FileInfo, Retention, open_store
 
     with folder(work, "commit") as d:
         store = open_store(d / "tracker.db")
@@ -268,7 +268,8 @@ def row_commit(table: Table, plan: Plan, work: Path) -> None:
             nonlocal run
             e = next(epoch)
             info = FileInfo(str(d / f"epoch-{e:06d}.npz"), 123_456, "0" * 64)
-            run = store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info)
+            # Retention as tracker.track's defaults: the same transaction marks checkpoints it no longer keeps.
+            run, _ = store.commit_epoch(run, attempt, e, {k: v / (e + 1) for k, v in LOGS.items()}, info, Retention(3, True))
 
         cases = {"tracker": timed(tracker_commit), "raw": timed(raw_commit)}
         mlflow = mlflow_or_none()

@@ -6,7 +6,8 @@ captures and restores model state as named arrays and calls `Run.commit_epoch`.
 The protocol, per epoch:
   1. write the state to a new file durably (`tracker.checkpoint.Folder.write`);
   2. commit the metrics and the file's path, size and sha256 in one transaction;
-  3. only then delete checkpoints that retention no longer keeps.
+  3. only then delete the files of checkpoints that retention no longer keeps
+     (that same transaction marked their rows deleted).
 A crash anywhere leaves the newest committed row pointing at a complete file.
 
 Under multi-worker training (``TF_CONFIG``), only the chief writes; every other
@@ -29,10 +30,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tracker import checkpoint, settings
+from tracker import db as dbmod
 from tracker.errors import CheckpointError, TrackerError
 from tracker.faults import pause_point
 from tracker.redact import redact
-from tracker.store import HEARTBEAT_INTERVAL, ProcessInfo, RunRow, Store, open_store
+from tracker.store import (
+    HEARTBEAT_INTERVAL,
+    ProcessInfo,
+    Retention,
+    RunRow,
+    Store,
+    open_store,
+)
 from tracker.writer import BackgroundWriter
 
 if TYPE_CHECKING:
@@ -209,7 +218,10 @@ class Run:
     def _start_reader(self) -> None:
         # The chief may be creating the run at this moment; until it has committed an
         # epoch there is nothing to resume, and no epoch commits without every worker.
-        self._store = open_store(self._db)
+        database = dbmod.locate(settings.resolve_db(self._db))
+        if database.path is not None and not database.path.exists():
+            return
+        self._store = open_store(self._db, create=False)
         try:
             self._run = self._store.find_run(self.name)
             if self._run is not None:
@@ -328,9 +340,13 @@ class Run:
         store, run = self._require()
         info = self.folder.write(epoch, arrays, {**header, "run": self.name, "epoch": epoch})
         pause_point("before-commit", epoch)
-        self._run = store.commit_epoch(run, self._attempt_id, epoch, values, info)
+        retention = None if self._keep_last is None else Retention(self._keep_last, self._keep_best)
+        self._run, doomed = store.commit_epoch(run, self._attempt_id, epoch, values, info, retention)
         pause_point("after-commit", epoch)
-        self._retain(self._run.best_epoch)
+        if doomed:
+            # The rows were marked in the commit; a crash before these deletes leaves orphans that `sweep` removes.
+            pause_point("during-retention", epoch)
+            self.folder.delete(doomed)
 
     def _settle_monitor(self, values: Mapping[str, float]) -> None:
         store, run = self._require()
@@ -344,23 +360,6 @@ class Run:
             )
         if run.monitor != self._monitor:
             self._run = store.set_monitor(run, self._monitor, self._mode)
-
-    def _retain(self, best_epoch: int | None) -> None:
-        if self._keep_last is None:
-            return
-        store, run = self._require()
-        rows = store.checkpoints(run.id, live_only=False)
-        live = [r for r in rows if not r.superseded]
-        keep = {r.id for r in live[: self._keep_last]}
-        if self._keep_best:
-            keep |= {r.id for r in live if r.epoch == best_epoch}
-        doomed = [r for r in rows if r.id not in keep]
-        if not doomed:
-            return
-        # The rows first, then the files: a crash in between leaves orphans that `sweep` removes, never a dangling pointer that matters.
-        store.mark_deleted(run, self._attempt_id, [r.id for r in doomed])
-        pause_point("during-retention", live[0].epoch)
-        self.folder.delete([r.checkpoint.path for r in doomed])
 
 
 def _resolve_mode(monitor: str, mode: str) -> str:

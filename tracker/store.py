@@ -71,6 +71,14 @@ class EpochRow:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``."""
+
+    keep_last: int
+    keep_best: bool
+
+
+@dataclass(frozen=True)
 class ProcessInfo:
     """How to launch the training process again."""
 
@@ -134,6 +142,23 @@ def _pid_exists(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
+    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths."""
+    rows = conn.execute(
+        sa.select(epochs.c.id, epochs.c.epoch, epochs.c.superseded, epochs.c.checkpoint_path)
+        .where(epochs.c.run_id == run_id, epochs.c.checkpoint_path.is_not(None), sa.not_(epochs.c.checkpoint_deleted))
+        .order_by(epochs.c.epoch.desc(), epochs.c.id.desc())
+    ).all()
+    live = [r for r in rows if not r.superseded]
+    keep = {r.id for r in live[: retention.keep_last]}
+    if retention.keep_best:
+        keep |= {r.id for r in live if r.epoch == best_epoch}
+    doomed = [r for r in rows if r.id not in keep]
+    if doomed:
+        conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
+    return [r.checkpoint_path for r in doomed]
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -368,11 +393,14 @@ class Store:
         epoch: int,
         values: Mapping[str, float],
         checkpoint: FileInfo | None,
-    ) -> RunRow:
+        retention: Retention | None = None,
+    ) -> tuple[RunRow, list[str]]:
         """Commit one epoch: its metrics, its checkpoint pointer and the run's summary, in ONE transaction.
 
-        ``run`` must be the writer's current view of the run (its best so far); returns the view after
-        this epoch. Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
+        ``run`` must be the writer's current view of the run (its best so far). The same transaction
+        marks the checkpoints that ``retention`` no longer keeps as deleted. Returns the view after this
+        epoch, and the paths of those checkpoints: the caller deletes the files once this returns.
+        Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
         """
         t = now()
         best_epoch, best_value = run.best_epoch, run.best_value
@@ -406,8 +434,9 @@ class Store:
                         for k, v in values.items()
                     ],
                 )
+            doomed = _retire(conn, run.id, retention, best_epoch) if retention else []
             pause_point("during-commit", epoch)
-        return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+        return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t), doomed
 
     def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
         """Mark live epochs ``>= from_epoch`` superseded (kept, left out of curves) and recompute the run summary.
@@ -453,16 +482,6 @@ class Store:
         conn.execute(
             runs.update().where(runs.c.id == run.id).values(last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=now())
         )
-
-    def mark_deleted(self, run: RunRow, attempt_id: int, epoch_ids: Sequence[int]) -> None:
-        """Record that these epochs' checkpoint files are to be deleted; call before deleting them."""
-        if not epoch_ids:
-            return
-        with self._write() as conn:
-            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
-            if writer != attempt_id:
-                raise RunLockedError(f"Run {run.name!r} was taken over by another process.")
-            conn.execute(epochs.update().where(epochs.c.id.in_(list(epoch_ids))).values(checkpoint_deleted=True))
 
     # -- curves ------------------------------------------------------------
 
