@@ -83,6 +83,14 @@ def test_an_upload_killed_before_verification_leaves_an_orphan_that_the_next_sta
     assert invariants.check(sqlite_db, "r") == [0, 1, 2, 3]
 
 
+def test_resume_check_verifies_the_object(sqlite_db, s3_prefix, tmp_path):
+    record("r", 3, sqlite_db, s3_prefix)
+    result = subprocess.run([sys.executable, "-m", "tracker.resume", "r", "--check", "--db", sqlite_db],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resume point: epoch 2 ({s3_prefix}/r/epoch-000002-" in result.stdout and "sha256 ok" in result.stdout
+
+
 def test_a_corrupt_newest_object_falls_back_to_the_previous_epoch(sqlite_db, s3_prefix):
     record("r", 3, sqlite_db, s3_prefix)
     newest = checkpoint_paths(sqlite_db, "r")[0]
