@@ -275,12 +275,17 @@ def test_password_is_never_printed(tmp_path):
     assert "secret" not in result.stdout + result.stderr
 
 
-def test_missing_driver_is_a_one_line_error(tmp_path):
-    result = run_cli("-m", "tracker", "list", "--db", PASSWORD_URL, cwd=tmp_path)
+@pytest.mark.parametrize(
+    "url",
+    [PASSWORD_URL, "postgresql+pg8000://u:secret@127.0.0.1:1/x"],  # no server there; a driver that is not installed
+    ids=["unreachable", "missing-driver"],
+)
+def test_a_database_that_cannot_be_opened_is_a_one_line_error(tmp_path, url):
+    result = run_cli("-m", "tracker", "list", "--db", url, cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert "u:***@127.0.0.1" in result.stderr
+    assert "u:***@127.0.0.1" in result.stderr and "secret" not in result.stderr
 
 
 def test_cli_does_not_import_tensorflow_keras_or_matplotlib(record, db, tmp_path):

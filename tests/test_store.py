@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -58,6 +59,23 @@ def test_one_metric_curve_is_one_covering_index_scan(db, record):
     assert len(plan) == 1 and "COVERING INDEX ix_metrics_curve" in plan[0][-1], plan
 
 
+@sqlite_only
+def test_retention_and_resume_read_only_the_kept_checkpoints(db, record, ckpt):
+    record("r", 8)
+    run = tracker.track("r", db=db, checkpoint_dir=ckpt)
+    run.start()
+    store, issued = run._store, []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cur, sql, params, *_: issued.append((sql, params)))
+    run.commit_epoch(8, {"loss": 0.1}, {"w": np.zeros(2)}, {})  # its retention step
+    store.checkpoints(store.get_run("r").id)  # what resume reads
+    kept_reads = [(q, p) for q, p in issued if q.lstrip().startswith("SELECT") and "checkpoint_deleted = 0" in q]
+    with store.engine.connect() as conn:
+        plans = [conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}", p).all() for q, p in kept_reads]
+    run.finish("completed")
+    assert len(kept_reads) == 2
+    assert all(any("ix_epochs_kept" in step[-1] for step in plan) for plan in plans), plans
+
+
 _OPEN_SCRIPT = """
 import sys
 from tracker.store import open_store
@@ -93,6 +111,23 @@ def test_a_newer_schema_is_refused(db, record):
     store.close()
     with pytest.raises(tracker.SchemaError, match="newer than this tracker.*Upgrade tracker"):
         tracker.curves("r", db=db)
+
+
+def test_a_database_at_the_previous_revision_is_upgraded_when_opened_and_keeps_its_data(db, record):
+    record("r", 5)
+    store = open_store(db)
+    with store.engine.begin() as conn:  # back to revision 0001's schema
+        conn.exec_driver_sql("DROP INDEX ix_epochs_kept")
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    store.close()
+
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3, 4]
+    store = open_store(db)
+    with store.engine.connect() as conn:
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("epochs")}
+    store.close()
+    assert version == migrate.HEAD and "ix_epochs_kept" in indexes
 
 
 def test_reading_a_missing_database_does_not_create_it(tmp_path):

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
+from tracker import settings
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
 from tracker.store import FileInfo
@@ -67,14 +68,9 @@ class Folder(Protocol):
         """
 
 
-def is_url(location: str) -> bool:
-    """Whether ``location`` names an fsspec filesystem (``s3://...``) rather than a local path."""
-    return "://" in location and not location.startswith("file://")
-
-
 def open_folder(root: str, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
     """The checkpoint folder of run ``name`` under ``root``, a local path or a URL such as ``s3://bucket/prefix``."""
-    if is_url(root):
+    if settings.is_url(root):
         from tracker.remote import RemoteFolder  # imports fsspec: only for URLs
 
         return RemoteFolder(f"{root.rstrip('/')}/{name}", dict(storage_options or {}))
@@ -215,7 +211,7 @@ def fsync_path(path: Path) -> None:
 
 def read_verified(info: FileInfo, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """The file's bytes, after checking its size and sha256 against the database; `CheckpointError` if they differ."""
-    if is_url(info.path):
+    if settings.is_url(info.path):
         from tracker.remote import read_bytes
 
         data = read_bytes(info.path, dict(storage_options or {}))

@@ -14,7 +14,8 @@ import time
 
 from tracker.settings import ENV_PAUSE_AT
 
-#: The write boundaries of one epoch, in order.
+#: The write boundaries of one epoch, in order. On object storage, which has no rename,
+#: "before-rename" is the instant after the upload and before its read-back check.
 BOUNDARIES = ("during-write", "before-rename", "before-commit", "during-commit", "after-commit", "during-retention")
 
 

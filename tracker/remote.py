@@ -61,7 +61,7 @@ class RemoteFolder:
         try:
             self._fs.pipe_file(probe, b"ok")
             self._fs.rm_file(probe)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
             raise CheckpointError(
                 f"Checkpoint location {self} is not writable: {_reason(e)}. Check the bucket name, the credentials "
                 "(e.g. AWS_ACCESS_KEY_ID, or storage_options=) and the endpoint (e.g. AWS_ENDPOINT_URL)."
@@ -84,7 +84,7 @@ class RemoteFolder:
             pause_point("before-rename", epoch)  # here: uploaded, not yet verified
             info = FileInfo(self._url(name), sent.size, sent.sha256.hexdigest())
             stored_size, stored_sha = _hash_object(self._fs, self._key(name))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
             raise CheckpointError(f"Cannot write checkpoint {self._url(name)}: {_reason(e)}.") from e
         checkpoint.check(info, stored_size, stored_sha)
         return info
@@ -113,7 +113,7 @@ def read_bytes(url: str, storage_options: dict[str, Any]) -> bytes:
             return f.read()
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint file {redact(url)} is missing") from e
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
         raise CheckpointError(f"checkpoint file {redact(url)} cannot be read: {_reason(e)}") from e
 
 

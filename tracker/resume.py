@@ -105,7 +105,7 @@ def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
 
 
 def _parent(location: str) -> str:
-    return location.rsplit("/", 1)[0] if checkpoint.is_url(location) else str(Path(location).parent)
+    return location.rsplit("/", 1)[0] if settings.is_url(location) else str(Path(location).parent)
 
 
 def _epoch(e: int | None) -> str:

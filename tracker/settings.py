@@ -46,7 +46,7 @@ def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> st
     """
     chosen = os.fspath(checkpoint_dir) if checkpoint_dir is not None else None
     chosen = chosen or os.environ.get(ENV_CHECKPOINT_DIR) or DEFAULT_CHECKPOINT_DIR
-    if "://" in chosen and not chosen.startswith("file://"):
+    if is_url(chosen):
         if redact(chosen) != chosen:
             raise ValueError(
                 f"Checkpoint location {redact(chosen)!r} holds a password. tracker records this location, so pass "
@@ -54,6 +54,11 @@ def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> st
             )
         return chosen.rstrip("/")
     return str(Path(chosen.removeprefix("file://")).expanduser().absolute())
+
+
+def is_url(location: str) -> bool:
+    """Whether ``location`` names an fsspec filesystem (``s3://...``) rather than a local path."""
+    return "://" in location and not location.startswith("file://")
 
 
 def is_chief() -> bool:

@@ -370,10 +370,10 @@ class Store:
         q = sa.select(epochs).where(
             epochs.c.run_id == run_id, epochs.c.checkpoint_path.is_not(None), sa.not_(epochs.c.checkpoint_deleted)
         )
-        if live_only:
-            q = q.where(epochs.c.superseded == sa.false())
         with self._read() as conn:
-            return [_epoch_row(r) for r in conn.execute(q.order_by(epochs.c.epoch.desc(), epochs.c.id.desc())).mappings()]
+            rows = [_epoch_row(r) for r in conn.execute(q.order_by(epochs.c.epoch.desc(), epochs.c.id.desc())).mappings()]
+        # Filtered here, not in SQL, so that the read stays on the small index of kept checkpoints.
+        return [r for r in rows if not r.superseded] if live_only else rows
 
     def referenced_paths(self, run_id: int) -> set[str]:
         """Checkpoint files that some epoch row still points at."""

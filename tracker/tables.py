@@ -68,6 +68,15 @@ epochs = sa.Table(
     sa.Column("superseded", sa.Boolean, nullable=False),
     # The live epochs of a run, in order, from the index alone.
     sa.Index("ix_epochs_run_epoch", "run_id", "superseded", "epoch"),
+    # The checkpoints a run still keeps (a handful), for retention and resume, without scanning every epoch.
+    # Each dialect's own rendering of the queries' filter, so that the planner matches the index to them.
+    sa.Index(
+        "ix_epochs_kept",
+        "run_id",
+        "epoch",
+        sqlite_where=sa.text("checkpoint_path IS NOT NULL AND checkpoint_deleted = 0"),
+        postgresql_where=sa.text("checkpoint_path IS NOT NULL AND NOT checkpoint_deleted"),
+    ),
     # At most one live row per epoch of a run: the database itself forbids a duplicate epoch.
     sa.Index(
         "ux_epochs_live",
