@@ -60,7 +60,7 @@ def loss_at(epoch: int) -> dict[str, float]:
 
 
 @pytest.fixture
-def record(db: str, ckpt: str) -> Callable[..., Run]:
+def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
     """Record a run through the real protocol (files, transactions), with numpy state instead of a model.
 
     ``record("r", 5)`` commits epochs 0..4 with `loss_at` metrics and finishes the attempt;
@@ -77,9 +77,16 @@ def record(db: str, ckpt: str) -> Callable[..., Run]:
         if finish is not None:
             run.set_target_epochs(epochs)
             run.finish(finish)
+        else:
+            left_open.append(run)
         return run
 
-    return _record
+    left_open: list[Run] = []
+    yield _record
+    for run in left_open:  # a "crashed" writer's heartbeat must not outlive its test database
+        run._stop_heartbeat.set()
+        if run._store is not None:
+            run._store.close()
 
 
 def same_floats(a: list[float], b: list[float]) -> bool:
