@@ -144,13 +144,21 @@ def _pid_exists(pid: int) -> bool:
         return True
 
 
-def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
-    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths."""
-    rows = conn.execute(
-        sa.select(epochs.c.id, epochs.c.epoch, epochs.c.superseded, epochs.c.checkpoint_path)
+def _kept(run_id: int) -> sa.Select:
+    """The run's epochs whose checkpoint file is recorded and not deleted, newest first.
+
+    Its filter is the one of the partial index ``ix_epochs_kept``: a handful of rows, however long the run.
+    """
+    return (
+        sa.select(epochs)
         .where(epochs.c.run_id == run_id, epochs.c.checkpoint_path.is_not(None), sa.not_(epochs.c.checkpoint_deleted))
         .order_by(epochs.c.epoch.desc(), epochs.c.id.desc())
-    ).all()
+    )
+
+
+def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
+    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths."""
+    rows = conn.execute(_kept(run_id)).all()
     live = [r for r in rows if not r.superseded]
     keep = {r.id for r in live[: retention.keep_last]}
     if retention.keep_best:
@@ -367,24 +375,15 @@ class Store:
 
     def checkpoints(self, run_id: int, *, live_only: bool = True) -> list[EpochRow]:
         """Epochs whose checkpoint file is recorded and not deleted, newest first."""
-        q = sa.select(epochs).where(
-            epochs.c.run_id == run_id, epochs.c.checkpoint_path.is_not(None), sa.not_(epochs.c.checkpoint_deleted)
-        )
         with self._read() as conn:
-            rows = [_epoch_row(r) for r in conn.execute(q.order_by(epochs.c.epoch.desc(), epochs.c.id.desc())).mappings()]
+            rows = [_epoch_row(r) for r in conn.execute(_kept(run_id)).mappings()]
         # Filtered here, not in SQL, so that the read stays on the small index of kept checkpoints.
         return [r for r in rows if not r.superseded] if live_only else rows
 
     def referenced_paths(self, run_id: int) -> set[str]:
         """Checkpoint files that some epoch row still points at."""
         with self._read() as conn:
-            return set(
-                conn.scalars(
-                    sa.select(epochs.c.checkpoint_path).where(
-                        epochs.c.run_id == run_id, epochs.c.checkpoint_path.is_not(None), sa.not_(epochs.c.checkpoint_deleted)
-                    )
-                )
-            )
+            return set(conn.scalars(_kept(run_id).with_only_columns(epochs.c.checkpoint_path)))
 
     def commit_epoch(
         self,
