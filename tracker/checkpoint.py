@@ -68,13 +68,16 @@ class Folder(Protocol):
         """
 
 
-def open_folder(root: str, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
-    """The checkpoint folder of run ``name`` under ``root``, a local path or a URL such as ``s3://bucket/prefix``."""
+def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
+    """The checkpoint folder of run ``name`` under ``checkpoint_dir`` (see `tracker.settings.resolve_checkpoint_root`):
+    a local path, or a URL such as ``s3://bucket/prefix``.
+    """
+    root = settings.resolve_checkpoint_root(checkpoint_dir)
     if settings.is_url(root):
         from tracker.remote import RemoteFolder  # imports fsspec: only for URLs
 
-        return RemoteFolder(f"{root.rstrip('/')}/{name}", dict(storage_options or {}))
-    return LocalFolder(Path(root.removeprefix("file://")).expanduser().absolute() / name)
+        return RemoteFolder(f"{root}/{name}", dict(storage_options or {}))
+    return LocalFolder(Path(root) / name)
 
 
 class HashingSink:
@@ -217,7 +220,7 @@ def read_verified(info: FileInfo, storage_options: Mapping[str, Any] | None = No
         data = read_bytes(info.path, dict(storage_options or {}))
     else:
         try:
-            data = Path(info.path.removeprefix("file://")).read_bytes()
+            data = Path(info.path).read_bytes()
         except FileNotFoundError as e:
             raise CheckpointError(f"checkpoint file {info.path} is missing") from e
         except OSError as e:

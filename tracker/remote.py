@@ -38,7 +38,7 @@ class RemoteFolder:
     """A run's checkpoints under a URL prefix of an fsspec filesystem."""
 
     def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
-        self.location = url.rstrip("/")
+        self.location = url
         try:
             self._fs, self._root = fsspec.core.url_to_fs(self.location, **storage_options)
         except (ImportError, ValueError) as e:

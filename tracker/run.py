@@ -136,7 +136,7 @@ class Run:
         self._config = _json_config(config)
         self._db = db
         self._storage_options = dict(storage_options or {})
-        self.folder = checkpoint.open_folder(settings.resolve_checkpoint_root(checkpoint_dir), self.name, self._storage_options)
+        self.folder = checkpoint.open_folder(checkpoint_dir, self.name, self._storage_options)
         #: False on a non-chief worker of a multi-worker cluster: it resumes like the chief but writes nothing.
         self.is_writer = settings.is_chief()
         self._monitor_given = monitor
