@@ -51,6 +51,7 @@ attempts = sa.Table(
     sa.Column("cwd", sa.Text, nullable=False),
     sa.Column("versions", sa.Text, nullable=False),
     sa.Column("error", sa.Text),
+    sa.Column("process_start", sa.String(64)),
 )
 
 epochs = sa.Table(
