@@ -281,3 +281,22 @@ def test_metrics_only_in_superseded_epochs_are_left_out(record, db, ckpt):
     with pytest.warns(UserWarning, match="Starting over"):
         record("r", 2, metrics=lambda e: {"loss": 0.5})
     assert tracker.curves("r", db=db) == {"epoch": [0, 1], "loss": [0.5, 0.5]}
+
+
+def test_commit_history_writes_many_epochs_in_one_fenced_transaction(db, record):
+    from tracker.errors import RunLockedError
+    from tracker.store import ProcessInfo
+
+    record("r", 2)
+    store = open_store(db)
+    process = ProcessInfo(executable=sys.executable, argv=[], cwd=".", host="h", pid=1, versions={})
+    run, attempt = store.start_attempt("r", config={}, checkpoint_dir="ck", process=process, force=True)
+    run = store.commit_history(run, attempt, [(e, {"loss": 1.0 / (e + 1), "val_loss": 0.5 - 0.01 * e}) for e in range(2, 6)])
+    assert (run.last_epoch, run.best_epoch) == (5, 5)
+    _, other = store.start_attempt("r", config={}, checkpoint_dir="ck", process=process, force=True)
+    with pytest.raises(RunLockedError, match="taken over"):
+        store.commit_history(run, attempt, [(6, {"loss": 0.1})])
+    store.close()
+    curve = tracker.curves("r", db=db)
+    assert curve["epoch"] == [0, 1, 2, 3, 4, 5]
+    assert curve["loss"][2:] == [1.0 / 3, 1.0 / 4, 1.0 / 5, 1.0 / 6]

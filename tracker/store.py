@@ -406,16 +406,7 @@ class Store:
         if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
             best_epoch, best_value = epoch, values[run.monitor]
         with self._write() as conn:
-            # The summary update doubles as the fence: it matches no row once another attempt took over.
-            fenced = conn.execute(
-                runs.update()
-                .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
-                .values(last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
-            ).rowcount
-            if fenced != 1:
-                raise RunLockedError(
-                    f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
-                )
+            self._fence(conn, run, attempt_id, epoch, best_epoch, best_value, t)
             epoch_id = conn.execute(
                 epochs.insert().values(
                     run_id=run.id, attempt_id=attempt_id, epoch=epoch, committed_at=t,
@@ -436,6 +427,57 @@ class Store:
             doomed = _retire(conn, run.id, retention, best_epoch) if retention else []
             pause_point("during-commit", epoch)
         return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t), doomed
+
+    @staticmethod
+    def _fence(
+        conn: sa.Connection, run: RunRow, attempt_id: int, last_epoch: int, best_epoch: int | None, best_value: float | None, t: datetime
+    ) -> None:
+        """Update the run's summary, refused with `RunLockedError` unless ``attempt_id`` is still its writer.
+
+        The summary update doubles as the fence: it matches no row once another attempt took over.
+        """
+        fenced = conn.execute(
+            runs.update()
+            .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
+            .values(last_epoch=last_epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+        ).rowcount
+        if fenced != 1:
+            raise RunLockedError(
+                f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
+            )
+
+    def commit_history(self, run: RunRow, attempt_id: int, rows: Sequence[tuple[int, Mapping[str, float]]]) -> RunRow:
+        """Commit many epochs that have no checkpoint, such as an imported history, in ONE transaction.
+
+        ``rows`` are ``(epoch, metrics)`` pairs in increasing epoch order, all after the run's last epoch.
+        Fenced like `commit_epoch`. Returns the run's view after them.
+        """
+        if not rows:
+            return run
+        t = now()
+        best_epoch, best_value = run.best_epoch, run.best_value
+        for epoch, values in rows:
+            if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+                best_epoch, best_value = epoch, values[run.monitor]
+        last = rows[-1][0]
+        with self._write() as conn:
+            self._fence(conn, run, attempt_id, last, best_epoch, best_value, t)
+            ids = conn.execute(
+                epochs.insert().returning(epochs.c.id, sort_by_parameter_order=True),
+                [
+                    {"run_id": run.id, "attempt_id": attempt_id, "epoch": epoch, "committed_at": t,
+                     "checkpoint_deleted": False, "superseded": False}
+                    for epoch, _ in rows
+                ],
+            ).scalars().all()
+            metric_rows = [
+                {"epoch_id": epoch_id, "name": k, "run_id": run.id, "epoch": epoch, "value": _db_value(v), "superseded": False}
+                for epoch_id, (epoch, values) in zip(ids, rows)
+                for k, v in values.items()
+            ]
+            if metric_rows:
+                conn.execute(metrics.insert(), metric_rows)
+        return dataclasses.replace(run, last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=t)
 
     def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
         """Mark live epochs ``>= from_epoch`` superseded (kept, left out of curves) and recompute the run summary.
