@@ -89,6 +89,38 @@ def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
             run._store.close()
 
 
+@pytest.fixture
+def other_process(db: str) -> Iterator[Callable[[str], int]]:
+    """``other_process("r")``: the run's open attempt now belongs to another live process (a sleeper).
+
+    An attempt left open by this very process counts as an outer, nested block, not as another writer.
+    """
+    import subprocess
+
+    import sqlalchemy as sa
+
+    from tracker.process import start_of
+    from tracker.store import open_store
+    from tracker.tables import attempts
+
+    sleepers: list[subprocess.Popen] = []
+
+    def _hand_over(name: str) -> int:
+        sleeper = subprocess.Popen(["sleep", "300"])
+        sleepers.append(sleeper)
+        store = open_store(db)
+        attempt = store.get_run(name).writer_attempt_id
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(attempts).where(attempts.c.id == attempt).values(pid=sleeper.pid, process_start=start_of(sleeper.pid)))
+        store.close()
+        return sleeper.pid
+
+    yield _hand_over
+    for sleeper in sleepers:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def same_floats(a: list[float], b: list[float]) -> bool:
     """Equal element by element, NaN equal to NaN."""
     return len(a) == len(b) and all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b))

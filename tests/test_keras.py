@@ -114,7 +114,7 @@ def test_explicit_form_checks_initial_epoch(make_model, data, db, ckpt):
     assert tracker.curves("r", db=db)["epoch"] == [0]
 
 
-def test_non_scalar_metric_is_refused_and_nothing_is_lost(make_model, data, db, ckpt, keras_env):
+def test_non_scalar_log_is_skipped_with_one_warning_and_training_goes_on(make_model, data, db, ckpt, keras_env):
     fit_tracked(make_model, data, "r", 1, db, ckpt)
 
     class AddVector(keras_env.callbacks.Callback):
@@ -122,10 +122,12 @@ def test_non_scalar_metric_is_refused_and_nothing_is_lost(make_model, data, db, 
             logs["confusion"] = np.ones((3, 3))
 
     x, y = data
-    with pytest.raises(ValueError, match="Metric 'confusion' must be a single number.*shape \\(3, 3\\)"):
+    with pytest.warns(UserWarning, match="log 'confusion' is not recorded: it is a ndarray of shape \\(3, 3\\)") as caught:
         with tracker.track("r", db=db, checkpoint_dir=ckpt):
             make_model().fit(x, y, epochs=3, callbacks=[AddVector()], **FIT)
-    assert tracker.curves("r", db=db)["epoch"] == [0]
+    assert sum("confusion" in str(w.message) for w in caught) == 1
+    curves = tracker.curves("r", db=db)
+    assert curves["epoch"] == [0, 1, 2] and "confusion" not in curves
 
 
 def test_corrupt_newest_checkpoint_falls_back_and_supersedes(make_model, data, db, ckpt):

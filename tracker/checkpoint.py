@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -51,8 +53,16 @@ class Folder(Protocol):
     def probe_writable(self) -> None:
         """Raise `CheckpointError` now, before training, if checkpoints cannot be written here."""
 
-    def claim(self, uid: str, owner: str) -> None:
-        """Mark this folder as run ``uid``'s; refuse one that another run owns."""
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> None:
+        """Mark this folder as run ``uid``'s; refuse one that another run owns.
+
+        ``referenced`` are the run's recorded checkpoint paths: a marker emptied by a power loss
+        is taken back only if every checkpoint file beside it is one of them.
+        """
+
+    def locate(self, info: FileInfo) -> FileInfo:
+        """Where the recorded checkpoint ``info`` is now: in this folder under its own name, if it is
+        there (the folder was moved, or reached by another path), else at its recorded path."""
 
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         """Write a checkpoint durably and return what the database should record of it."""
@@ -63,9 +73,14 @@ class Folder(Protocol):
     def sweep(self, referenced: set[str]) -> list[str]:
         """Delete this folder's checkpoint files that no database row points at; return them.
 
-        Call only while holding the run's writer claim: then no other process can be
-        writing here. Files that tracker did not name are never touched.
+        Files are matched by name, which is never reused, not by the path recorded: the same
+        folder may have been recorded under another path. Call only while holding the run's
+        writer claim: then no other process can be writing here. Files that tracker did not
+        name are never touched.
         """
+
+    def release(self) -> None:
+        """Remove this run's marker, and the folder if nothing else is in it: for a run that is discarded."""
 
 
 def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
@@ -148,18 +163,27 @@ class LocalFolder:
                 "Pass a writable checkpoint_dir= or set TRACKER_CHECKPOINT_DIR."
             ) from e
 
-    def claim(self, uid: str, owner: str) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> None:
         # Two databases can hold runs of the same name with the same default folder;
         # without this, one run's orphan sweep would delete the other's checkpoints.
         marker = self.path / MARKER
         try:
             recorded = marker.read_text().splitlines()
         except FileNotFoundError:
-            temp = self.path / f".{MARKER}.{uuid.uuid4().hex}.tmp"
-            temp.write_text(f"{uid}\n{owner}\n")
-            os.replace(temp, marker)
+            recorded = None
+        if recorded is None or (not recorded and reclaimable(str(marker), self._checkpoint_names(), referenced)):
+            write_durably(marker, f"{uid}\n{owner}\n".encode())
             return
         refuse_foreign(self.location, recorded, uid)
+
+    def locate(self, info: FileInfo) -> FileInfo:
+        here = self.path / Path(info.path).name
+        if str(here) != info.path and here.is_file():
+            return dataclasses.replace(info, path=str(here))
+        return info
+
+    def _checkpoint_names(self) -> list[str]:
+        return [e.name for e in self.path.iterdir() if FILE_NAME.fullmatch(e.name)] if self.path.is_dir() else []
 
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         name = new_name(epoch)
@@ -173,24 +197,60 @@ class LocalFolder:
             os.replace(temp, final)
             fsync_path(self.path)
         except OSError as e:
-            temp.unlink(missing_ok=True)
+            # The cleanup fails too on a folder gone read-only: the error to report is the write's.
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
             raise CheckpointError(f"Cannot write checkpoint {final}: {e.strerror or e}.") from e
         return FileInfo(str(final), sink.size, sink.sha256.hexdigest())
 
     def delete(self, paths: list[str]) -> None:
         for p in paths:
-            Path(p).unlink(missing_ok=True)
+            here = self.path / Path(p).name
+            (here if here.is_file() else Path(p)).unlink(missing_ok=True)
 
     def sweep(self, referenced: set[str]) -> list[str]:
         if not self.path.is_dir():
             return []
+        names = {Path(p).name for p in referenced}
         removed = []
         for entry in self.path.iterdir():
-            orphan = _TEMP.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and str(entry) not in referenced)
+            orphan = _TEMP.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and entry.name not in names)
             if orphan and entry.is_file():
                 entry.unlink(missing_ok=True)
                 removed.append(str(entry))
         return removed
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.path / MARKER).unlink(missing_ok=True)
+            self.path.rmdir()  # only if empty: never anything else's files
+
+
+def reclaimable(marker: str, names: list[str], referenced: set[str]) -> bool:
+    """Whether an empty ownership marker may be written again: every checkpoint beside it is the run's.
+
+    A power loss while the marker was first written can leave it empty; the run's own
+    files prove the folder is the run's. Anything else is refused rather than guessed.
+    """
+    foreign = sorted(set(names) - {p.rsplit("/", 1)[-1] for p in referenced})
+    if foreign:
+        raise CheckpointError(
+            f"The ownership marker {marker} is empty (a power loss while it was written?), and its folder holds "
+            f"checkpoint files that this run never recorded ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}). "
+            "tracker leaves them alone: if they are not another run's, delete them or the folder; else pass another checkpoint_dir=."
+        )
+    return True
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the whole new one."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with temp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    fsync_path(path.parent)
 
 
 def refuse_foreign(location: str, recorded: list[str], uid: str) -> None:

@@ -46,7 +46,7 @@ class TrackerCallback(keras.callbacks.Callback):
         self._checked_first_epoch = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.run.set_target_epochs(self.params.get("epochs"))
+        self.run.fit_started()
         state = self.run.take_resume_state()
         if state is None:
             return
@@ -72,6 +72,8 @@ class TrackerCallback(keras.callbacks.Callback):
                 f"fit started at epoch {epoch} but run {self.run.name!r} resumes at epoch {self.run.initial_epoch}: "
                 f"pass initial_epoch=run.initial_epoch (= {self.run.initial_epoch}) to fit, or let tracker.track set it."
             )
+        # Only once fit passed these checks: a refused resume leaves the recorded target alone.
+        self.run.set_target_epochs(self.params.get("epochs"))
         if self._pending is not None:
             # Here, not in on_train_begin: every callback has reset itself by now.
             keras_state.restore_callbacks(self._peers, *self._pending)
@@ -144,6 +146,10 @@ def patch_fit(run: Run) -> Callable[[], None]:
     def fit(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         nonlocal used
         if threading.get_ident() != owner:
+            warnings.warn(
+                f"fit was called from another thread than the one that opened tracker.track({run.name!r}); that fit "
+                "is not tracked. Call fit in the thread that opened the block.", stacklevel=2,
+            )
             return original(model, *args, **kwargs)
         if used:
             raise TrackerError(f"Run {run.name!r} already tracked one fit call; start a new tracker.track(...) block for each fit.")
@@ -164,7 +170,12 @@ def patch_fit(run: Run) -> Callable[[], None]:
             warnings.warn(f"Run {run.name!r} was stopped early by a callback at epoch {start - 1}; nothing to train. "
                           "The model gets the final checkpoint. Rewind with python -m tracker.resume --from-epoch to train more.", stacklevel=2)
             start = epochs
-        elif start >= epochs:
+        elif start > epochs:
+            warnings.warn(f"Run {run.name!r} already has {start} epochs, more than the epochs={epochs} that fit asks for; "
+                          f"nothing to train, and the run keeps its {start} epochs. The model gets the newest checkpoint "
+                          f"(epoch {start - 1}). To train from an earlier epoch, rewind with "
+                          f"python -m tracker.resume {run.name} --from-epoch K.", stacklevel=2)
+        elif start == epochs:
             warnings.warn(f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
                           "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.", stacklevel=2)
         _warn_if_inexact(run, bound)

@@ -16,14 +16,16 @@ worker reads the same resume point and records nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
-import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +35,8 @@ from tracker import checkpoint, settings
 from tracker import db as dbmod
 from tracker.errors import CheckpointError, TrackerError
 from tracker.faults import pause_point
+from tracker.metric_values import MetricFilter
+from tracker.process import this_process_start
 from tracker.redact import redact
 from tracker.store import (
     HEARTBEAT_INTERVAL,
@@ -42,6 +46,7 @@ from tracker.store import (
     Store,
     open_store,
 )
+from tracker.warn import warn_user
 from tracker.writer import BackgroundWriter
 
 if TYPE_CHECKING:
@@ -155,6 +160,13 @@ class Run:
         self._unpatch = None
         self._callback = None
         self._writer: BackgroundWriter | None = None
+        self._clean = MetricFilter(self.name)
+        #: The run as it was before this attempt started; None for a new run.
+        self._before: RunRow | None = None
+        self._claimed = False
+        #: Whether a fit call began inside the block, and whether it began training epochs.
+        self._fit_seen = False
+        self._training_began = False
         #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies.
         self.initial_epoch = 0
         #: The arrays and header of the checkpoint to resume from, until the model takes them.
@@ -178,7 +190,13 @@ class Run:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._unpatch is not None:
             self._unpatch()
-        if exc_type is None:
+        if exc_type is None and not self._fit_seen and self.is_writer:
+            warn_user(
+                f"no fit call ran inside tracker.track({self.name!r}) in the thread that opened it, so nothing was "
+                "recorded for this block. Call model.fit inside the with block, in the same thread."
+            )
+            self.finish("completed", discard=True)
+        elif exc_type is None:
             self.finish("completed")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("interrupted")
@@ -193,6 +211,7 @@ class Run:
         self.folder.probe_writable()
         self._store = open_store(self._db)
         try:
+            self._before = self._store.find_run(self.name)
             self._run, self._attempt_id = self._store.start_attempt(
                 self.name, config=self._config, checkpoint_dir=self.folder.location, process=_this_process(), force=self._force,
             )
@@ -201,12 +220,14 @@ class Run:
             self._store = None
             raise
         try:
-            self.folder.claim(self._run.uid, self._store.display)
+            referenced = self._store.referenced_paths(self._run.id)
+            self.folder.claim(self._run.uid, self._store.display, referenced)
+            self._claimed = True
             if self._monitor_given is None and self._run.monitor:
                 self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
             elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
                 self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
-            self.folder.sweep(self._store.referenced_paths(self._run.id))
+            self.folder.sweep(referenced)
             self._find_resume_point()
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
         except BaseException as e:
@@ -235,7 +256,7 @@ class Run:
         failures = []
         for row in store.checkpoints(run.id):
             try:
-                self.resume_state = checkpoint.load(row.checkpoint, self._storage_options)
+                self.resume_state = checkpoint.load(self.folder.locate(row.checkpoint), self._storage_options)
             except CheckpointError as e:
                 failures.append(f"epoch {row.epoch}: {e}")
                 continue
@@ -249,7 +270,7 @@ class Run:
             else:
                 msg = (f"Run {self.name!r}: falling back to epoch {self.initial_epoch - 1} because newer checkpoints "
                        f"do not verify ({reason}). Epochs from {self.initial_epoch} on are kept as superseded.")
-            warnings.warn(msg, stacklevel=3)
+            warn_user(msg)
         if self.is_writer and run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
             store.supersede(run, self._attempt_id, self.initial_epoch)
             self._run = store.get_run(self.name)
@@ -263,25 +284,50 @@ class Run:
             except TrackerError as e:
                 log.warning("Run %r: heartbeat failed: %s", self.name, e)
 
-    def finish(self, status: str, *, error: str | None = None) -> None:
-        """Record how this attempt ended and release the run."""
+    def finish(self, status: str, *, error: str | None = None, discard: bool = False) -> None:
+        """Record how this attempt ended and release the run.
+
+        An attempt that trained nothing is discarded instead of recorded when ``discard`` is
+        set, or when it failed before training a run that has no other attempt: a failed
+        start leaves no empty run behind.
+        """
         if self._store is None:
             return
         if not self.is_writer:
             self._store.close()
             self._store = None
             return
-        if self._writer is not None:
-            self._writer.close()  # what was handed over is committed before the attempt ends
-            self._writer = None
+        interrupted = False
+        try:
+            if self._writer is not None:
+                self._writer.close()  # what was handed over is committed before the attempt ends
+        except KeyboardInterrupt:
+            # A second Ctrl-C: stop waiting for the pending epoch, but still say how the attempt ended.
+            status, interrupted = "interrupted", True
+        self._writer = None
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
         try:
-            self._store.finish_attempt(self._run.id, self._attempt_id, status, error=error)
+            with _sigint_deferred():
+                self._record_end(status, error, discard or (status == "failed" and not self._training_began))
         finally:
             self._store.close()
             self._store = None
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _record_end(self, status: str, error: str | None, discard: bool) -> None:
+        store = self._store
+        if self._run is None or self._attempt_id is None:
+            return
+        if discard:
+            removed = store.discard_attempt(self._run.id, self._attempt_id, only_new_run=status == "failed")
+            if removed == "run" and self._claimed:
+                self.folder.release()
+            if removed != "kept":
+                return
+        store.finish_attempt(self._run.id, self._attempt_id, status, error=error)
 
     def _require(self) -> tuple[Store, RunRow]:
         if self._store is None or (self._run is None and self.is_writer):
@@ -299,12 +345,29 @@ class Run:
             self._callback = TrackerCallback(self)
         return self._callback
 
+    def fit_started(self) -> None:
+        """Note that a training call began inside the block (even one with nothing left to train)."""
+        self._fit_seen = True
+
     def set_target_epochs(self, epochs: int) -> None:
-        """Record how many epochs in all the ``fit`` call asked for."""
+        """Record how many epochs in all the training call asked for, once it starts its first epoch.
+
+        Warns when a resume asks for another total than the run was started with.
+        """
+        self._fit_seen = self._training_began = True
         if not self.is_writer:
             return
         store, run = self._require()
+        before = self._before
+        extends = before is not None and before.status == "completed" and epochs > (before.target_epochs or 0)
+        if self.initial_epoch and before is not None and before.target_epochs not in (None, epochs) and not extends:
+            warn_user(
+                f"Run {self.name!r} was started with epochs={before.target_epochs}; this fit asks for epochs={epochs}, "
+                f"so the run's target is now {epochs}. If that is not what you meant, check the arguments and "
+                "environment variables that set epochs."
+            )
         store.set_target_epochs(run.id, epochs)
+        self._run = dataclasses.replace(run, target_epochs=epochs)
 
     def take_resume_state(self) -> tuple[dict[str, np.ndarray], dict] | None:
         """Hand over the checkpoint to restore, once; later calls get None."""
@@ -318,9 +381,12 @@ class Run:
         epoch ahead of the database, and raises here if that previous epoch failed.
         ``arrays`` must be a snapshot that training will not change.
         """
-        values = {str(k): _scalar(k, v) for k, v in logs.items()}  # bad metrics fail on the caller's thread
+        # On the caller's thread, so that warnings name the user's line and bad names fail here.
+        values = self._clean(logs)
         if not self.is_writer:
             return
+        if self._first_commit:
+            self._settle_monitor(values)
         if self._writer is None:
             self._writer = BackgroundWriter(lambda job: self.commit_epoch(*job), name=f"tracker-writer-{self.name}")
         self._writer.submit((epoch, values, arrays, header))
@@ -334,7 +400,7 @@ class Run:
         """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction."""
         if not self.is_writer:
             return
-        values = {str(k): _scalar(k, v) for k, v in logs.items()}
+        values = self._clean(logs)
         if self._first_commit:
             self._settle_monitor(values)
         store, run = self._require()
@@ -354,9 +420,9 @@ class Run:
         if self._monitor not in values and self._monitor_given is None and "loss" in values:
             self._monitor, self._mode = "loss", _resolve_mode("loss", self._mode_arg)
         elif self._monitor not in values:
-            warnings.warn(
+            warn_user(
                 f"Run {self.name!r}: monitor {self._monitor!r} is not among the metrics "
-                f"({', '.join(sorted(values))}); the best epoch will not be tracked.", stacklevel=4,
+                f"({', '.join(sorted(values))}); the best epoch will not be tracked."
             )
         if run.monitor != self._monitor:
             self._run = store.set_monitor(run, self._monitor, self._mode)
@@ -370,17 +436,20 @@ def _resolve_mode(monitor: str, mode: str) -> str:
     return "max" if any(w in words for w in _MAX_MODE_WORDS) else "min"
 
 
-def _scalar(name: object, value: object) -> float:
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"Metric {name!r} must be a single number to be tracked. Received: {type(value).__name__} "
-            f"with shape {arr.shape} and dtype {arr.dtype}. Reduce it to a scalar (e.g. its mean) "
-            "or keep it out of the Keras logs."
-        )
-    return float(arr)
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C while the end of an attempt is recorded; raise it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -405,5 +474,5 @@ def _this_process() -> ProcessInfo:
             pass
     return ProcessInfo(
         executable=sys.executable, argv=[redact(arg) for arg in sys.orig_argv[1:]], cwd=os.getcwd(),
-        host=socket.gethostname(), pid=os.getpid(), versions=versions,
+        host=socket.gethostname(), pid=os.getpid(), versions=versions, start=this_process_start(),
     )

@@ -15,11 +15,11 @@ import difflib
 import json
 import math
 import os
-import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from tracker import db as dbmod
 from tracker import migrate, settings
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.faults import pause_point
+from tracker.process import is_running, is_this_process
 from tracker.redact import redact
 from tracker.tables import attempts, epochs, metrics, runs
 
@@ -88,6 +89,8 @@ class ProcessInfo:
     host: str
     pid: int
     versions: dict[str, str]
+    #: Boot id and start time of the process (`tracker.process.start_of`), so that a reused pid is not taken for it.
+    start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class AttemptRow:
         """Whether the process of this attempt still holds its lease."""
         if self.status != "running" or (at or now()) - self.heartbeat_at > LEASE:
             return False
-        return self.process.host != socket.gethostname() or _pid_exists(self.process.pid)
+        return is_running(self.process.host, self.process.pid, self.process.start)
 
 
 @dataclass(frozen=True)
@@ -126,22 +129,6 @@ class RunRow:
     best_epoch: int | None
     best_value: float | None
     writer_attempt_id: int | None
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process whose parent has not reaped it still answers kill(0); in
-    # containers without an init that reaps, such zombies linger.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _kept(run_id: int) -> sa.Select:
@@ -312,7 +299,7 @@ class Store:
                 attempts.insert().values(
                     run_id=run_id, status="running", started_at=t, heartbeat_at=t, initial_epoch=0,
                     host=process.host, pid=process.pid, executable=process.executable,
-                    argv=json.dumps(process.argv), cwd=process.cwd,
+                    argv=json.dumps(process.argv), cwd=process.cwd, process_start=process.start,
                     versions=json.dumps(process.versions, sort_keys=True),
                 )
             ).inserted_primary_key[0]
@@ -329,6 +316,11 @@ class Store:
         if row is None:
             return
         writer = _attempt_row(row)
+        if writer.alive(t) and is_this_process(writer.process.host, writer.process.pid, writer.process.start):
+            raise RunLockedError(
+                f"Run {name!r} is already being written by this process (pid {writer.process.pid}): tracker.track "
+                "blocks for the same run are nested. End the outer block before opening another one for this run."
+            )
         if writer.alive(t) and not force:
             age = (t - writer.heartbeat_at).total_seconds()
             raise RunLockedError(
@@ -361,8 +353,11 @@ class Store:
     def finish_attempt(self, run_id: int, attempt_id: int, status: str, *, error: str | None = None) -> None:
         t = now()
         with self._write() as conn:
+            # An attempt that was taken over keeps saying so: its own late exit does not rewrite that.
             conn.execute(
-                attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
+                attempts.update()
+                .where(attempts.c.id == attempt_id, attempts.c.status == "running")
+                .values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
             )
             # Only the current writer speaks for the run.
             conn.execute(
@@ -370,6 +365,46 @@ class Store:
                 .where(runs.c.id == run_id, runs.c.writer_attempt_id == attempt_id)
                 .values(status=status, updated_at=t)
             )
+
+    def discard_attempt(self, run_id: int, attempt_id: int, *, only_new_run: bool) -> Literal["run", "attempt", "kept"]:
+        """Remove an attempt that committed nothing, as if it had never started.
+
+        The run goes with it when it has no other attempt (``"run"``); otherwise the run's status
+        and writer are again those of its newest other attempt (``"attempt"``). With
+        ``only_new_run``, an attempt of a run that has others is kept (``"kept"``), and so is one
+        that committed an epoch or was taken over.
+        """
+        with self._write() as conn:
+            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run_id))
+            committed = conn.scalar(sa.select(sa.func.count()).select_from(epochs).where(epochs.c.attempt_id == attempt_id))
+            if writer != attempt_id or committed:
+                return "kept"
+            previous = conn.execute(
+                sa.select(attempts.c.id, attempts.c.status)
+                .where(attempts.c.run_id == run_id, attempts.c.id != attempt_id)
+                .order_by(attempts.c.id.desc()).limit(1)
+            ).first()
+            if previous is not None and only_new_run:
+                return "kept"
+            conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=None))
+            conn.execute(attempts.delete().where(attempts.c.id == attempt_id))
+            if previous is None:
+                conn.execute(runs.delete().where(runs.c.id == run_id))
+                return "run"
+            conn.execute(runs.update().where(runs.c.id == run_id).values(status=previous.status, writer_attempt_id=previous.id))
+            return "attempt"
+
+    def rewind(self, run: RunRow, to_epoch: int, *, force: bool) -> int:
+        """Make ``to_epoch`` the run's resume point: later live epochs are superseded. Returns how many.
+
+        The writer is retired in the same transaction (refused with `RunLockedError` while it is
+        alive, unless ``force``), so a live writer cannot commit past the rewind.
+        """
+        with self._write() as conn:
+            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
+            self._retire_writer(conn, run.id, writer, run.name, force, now())
+            conn.execute(runs.update().where(runs.c.id == run.id).values(writer_attempt_id=None))
+            return self._supersede(conn, run, to_epoch + 1)
 
     # -- epochs ------------------------------------------------------------
 
@@ -489,17 +524,20 @@ class Store:
                 writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
                 if writer != attempt_id:
                     raise RunLockedError(f"Run {run.name!r} was taken over by another process.")
-            n = conn.execute(
-                epochs.update()
-                .where(epochs.c.run_id == run.id, epochs.c.epoch >= from_epoch, epochs.c.superseded == sa.false())
-                .values(superseded=True)
-            ).rowcount
-            conn.execute(
-                metrics.update()
-                .where(metrics.c.run_id == run.id, metrics.c.epoch >= from_epoch, metrics.c.superseded == sa.false())
-                .values(superseded=True)
-            )
-            self._resummarize(conn, run)
+            return self._supersede(conn, run, from_epoch)
+
+    def _supersede(self, conn: sa.Connection, run: RunRow, from_epoch: int) -> int:
+        n = conn.execute(
+            epochs.update()
+            .where(epochs.c.run_id == run.id, epochs.c.epoch >= from_epoch, epochs.c.superseded == sa.false())
+            .values(superseded=True)
+        ).rowcount
+        conn.execute(
+            metrics.update()
+            .where(metrics.c.run_id == run.id, metrics.c.epoch >= from_epoch, metrics.c.superseded == sa.false())
+            .values(superseded=True)
+        )
+        self._resummarize(conn, run)
         return n
 
     def _resummarize(self, conn: sa.Connection, run: RunRow) -> None:
@@ -627,7 +665,7 @@ def _attempt_row(r: Mapping) -> AttemptRow:
         heartbeat_at=_aware(r["heartbeat_at"]), initial_epoch=r["initial_epoch"],
         process=ProcessInfo(
             executable=r["executable"], argv=json.loads(r["argv"]), cwd=r["cwd"], host=r["host"],
-            pid=r["pid"], versions=json.loads(r["versions"]),
+            pid=r["pid"], versions=json.loads(r["versions"]), start=r["process_start"],
         ),
         error=r["error"],
     )
