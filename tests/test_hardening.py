@@ -412,3 +412,17 @@ def test_extending_a_completed_run_does_not_warn_about_its_target(db, ckpt, reco
         warnings.simplefilter("error")
         record("r", 5)
     assert tracker.runs(db)[0].target_epochs == 5
+
+
+def test_a_run_whose_folder_vanished_is_refused_instead_of_started_over(tmp_path):
+    shutil.copy(CHILD, tmp_path / "train.py")
+    assert train(tmp_path, "6", "--checkpoint-dir", "ck", TRACKER_DB="t.db", CRASH_AT="3").returncode == 9
+    (tmp_path / "ck").rename(tmp_path / "elsewhere")
+    refused = train(tmp_path, "6", "--checkpoint-dir", "ck", TRACKER_DB="t.db")
+    assert refused.returncode == 1
+    assert "has committed checkpoints, but none is at its recorded path" in refused.stderr
+    assert "pass checkpoint_dir=" in refused.stderr
+    assert tracker.curves("r", db=str(tmp_path / "t.db"))["epoch"] == [0, 1, 2]  # nothing superseded
+    assert not (tmp_path / "ck" / "r").exists()
+    moved = train(tmp_path, "6", "--checkpoint-dir", "elsewhere", TRACKER_DB="t.db")
+    assert moved.returncode == 0 and "started at epoch 3" in moved.stdout

@@ -53,11 +53,12 @@ class Folder(Protocol):
     def probe_writable(self) -> None:
         """Raise `CheckpointError` now, before training, if checkpoints cannot be written here."""
 
-    def claim(self, uid: str, owner: str, referenced: set[str]) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         """Mark this folder as run ``uid``'s; refuse one that another run owns.
 
         ``referenced`` are the run's recorded checkpoint paths: a marker emptied by a power loss
-        is taken back only if every checkpoint file beside it is one of them.
+        is taken back only if every checkpoint file beside it is one of them. Returns True when
+        the folder had no marker: it is new to the run.
         """
 
     def locate(self, info: FileInfo) -> FileInfo:
@@ -163,7 +164,7 @@ class LocalFolder:
                 "Pass a writable checkpoint_dir= or set TRACKER_CHECKPOINT_DIR."
             ) from e
 
-    def claim(self, uid: str, owner: str, referenced: set[str]) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         # Two databases can hold runs of the same name with the same default folder;
         # without this, one run's orphan sweep would delete the other's checkpoints.
         marker = self.path / MARKER
@@ -173,8 +174,9 @@ class LocalFolder:
             recorded = None
         if recorded is None or (not recorded and reclaimable(str(marker), self._checkpoint_names(), referenced)):
             write_durably(marker, f"{uid}\n{owner}\n".encode())
-            return
+            return recorded is None
         refuse_foreign(self.location, recorded, uid)
+        return False
 
     def locate(self, info: FileInfo) -> FileInfo:
         here = self.path / Path(info.path).name

@@ -69,7 +69,7 @@ class RemoteFolder:
                 "(e.g. AWS_ACCESS_KEY_ID, or storage_options=) and the endpoint (e.g. AWS_ENDPOINT_URL)."
             ) from e
 
-    def claim(self, uid: str, owner: str, referenced: set[str]) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         marker = self._key(checkpoint.MARKER)
         try:
             recorded = self._fs.cat_file(marker).decode().splitlines()
@@ -77,8 +77,9 @@ class RemoteFolder:
             recorded = None
         if recorded is None or (not recorded and checkpoint.reclaimable(self._url(checkpoint.MARKER), self._names(), referenced)):
             self._fs.pipe_file(marker, f"{uid}\n{owner}\n".encode())  # an object appears whole or not at all
-            return
+            return recorded is None
         checkpoint.refuse_foreign(str(self), recorded, uid)
+        return False
 
     def locate(self, info: FileInfo) -> FileInfo:
         name = info.path.rsplit("/", 1)[-1]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.faults import pause_point
 from tracker.query import effective_status
 from tracker.redact import redact, unredact
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
@@ -130,6 +131,7 @@ def _rewind(store: Store, run: RunRow, epoch: int, *, force: bool) -> None:
     # Retires a live writer in the same transaction: with --force it can no longer commit past the rewind.
     n = store.rewind(run, epoch, force=force)
     print(f"rewound run {run.name} to epoch {epoch}; {n} later epoch(s) kept as superseded", file=sys.stderr)
+    pause_point("after-rewind", epoch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 
 from tracker import checkpoint, settings
 from tracker import db as dbmod
-from tracker.errors import CheckpointError, TrackerError
+from tracker.errors import CheckpointError, ResumeError, TrackerError
 from tracker.faults import pause_point
 from tracker.metric_values import MetricFilter
 from tracker.process import this_process_start
@@ -164,6 +164,8 @@ class Run:
         #: The run as it was before this attempt started; None for a new run.
         self._before: RunRow | None = None
         self._claimed = False
+        #: Whether this start found no ownership marker: the folder is new to the run.
+        self._new_folder = False
         #: Whether a fit call began inside the block, and whether it began training epochs.
         self._fit_seen = False
         self._training_began = False
@@ -221,7 +223,7 @@ class Run:
             raise
         try:
             referenced = self._store.referenced_paths(self._run.id)
-            self.folder.claim(self._run.uid, self._store.display, referenced)
+            self._new_folder = self.folder.claim(self._run.uid, self._store.display, referenced)
             self._claimed = True
             if self._monitor_given is None and self._run.monitor:
                 self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
@@ -232,6 +234,8 @@ class Run:
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
         except BaseException as e:
             self.finish("failed", error=f"{type(e).__name__}: {e}")
+            if self._new_folder:
+                self.folder.release()  # nothing was written there: leave no empty folder behind
             raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)
         self._heartbeat.start()
@@ -253,16 +257,27 @@ class Run:
 
     def _find_resume_point(self) -> None:
         store, run = self._require()
-        failures = []
+        failures, missing = [], []
         for row in store.checkpoints(run.id):
             try:
                 self.resume_state = checkpoint.load(self.folder.locate(row.checkpoint), self._storage_options)
             except CheckpointError as e:
                 failures.append(f"epoch {row.epoch}: {e}")
+                if isinstance(e.__cause__, FileNotFoundError):
+                    missing.append(row.checkpoint.path)
                 continue
             self.initial_epoch = row.epoch + 1
             self.stopped_early = bool(self.resume_state[1].get("stop_training"))
             break
+        if self.resume_state is None and failures and len(missing) == len(failures) and self._new_folder:
+            # Every file is gone and the folder is new to the run: it was moved or deleted, not corrupted.
+            # Starting over here would quietly supersede every epoch, so say where the files were instead.
+            raise ResumeError(
+                f"Run {self.name!r} has committed checkpoints, but none is at its recorded path (newest: {missing[0]}) "
+                f"or in {self.folder}, which holds no "
+                "checkpoint of this run. If you moved the checkpoint folder, pass checkpoint_dir= (or TRACKER_CHECKPOINT_DIR) "
+                "pointing at the folder that now holds it; to train this run from scratch, give it a new name."
+            )
         if failures and self.is_writer:
             reason = "; ".join(failures)
             if self.resume_state is None:

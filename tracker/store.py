@@ -404,7 +404,9 @@ class Store:
             writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
             self._retire_writer(conn, run.id, writer, run.name, force, now())
             conn.execute(runs.update().where(runs.c.id == run.id).values(writer_attempt_id=None))
-            return self._supersede(conn, run, to_epoch + 1)
+            n = self._supersede(conn, run, to_epoch + 1)
+            pause_point("during-rewind", to_epoch)
+        return n
 
     # -- epochs ------------------------------------------------------------
 
