@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests import servers
-from tracker.run import Run, track
+from tracker import Run, track
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,7 @@ def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
 
     def _record(name: str, epochs: int, *, start: int | None = None, finish: str | None = "completed",
                 metrics: Callable[[int], dict[str, float]] = loss_at, **options) -> Run:
+        options.setdefault("monitor", "val_loss")  # no framework here to choose one
         run = track(name, db=db, checkpoint_dir=ckpt, **options)
         run.start()
         first = run.initial_epoch if start is None else start

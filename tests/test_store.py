@@ -237,10 +237,15 @@ def test_orphans_are_swept_at_start_and_foreign_files_are_not(record, ckpt):
     assert not orphan.exists() and not temp.exists() and mine.exists()
 
 
-def test_monitor_mode_auto_picks_max_for_accuracy(record, db):
-    record("r", 4, monitor="val_accuracy", metrics=lambda e: {"loss": 1.0, "val_accuracy": [0.1, 0.9, 0.5, 0.2][e]})
+def test_monitor_mode_max_keeps_the_highest(record, db):
+    record("r", 4, monitor="val_accuracy", mode="max", metrics=lambda e: {"loss": 1.0, "val_accuracy": [0.1, 0.9, 0.5, 0.2][e]})
     info = tracker.runs(db)[0]
     assert (info.monitor, info.best_epoch, info.best_value) == ("val_accuracy", 1, 0.9)
+
+
+def test_without_an_integration_mode_auto_takes_lower_as_better(record, db):
+    record("r", 3, monitor="score", metrics=lambda e: {"score": [0.5, 0.1, 0.9][e]})
+    assert (tracker.runs(db)[0].best_epoch, tracker.runs(db)[0].best_value) == (1, 0.1)
 
 
 def test_config_must_be_json(db, ckpt):

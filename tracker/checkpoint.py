@@ -21,27 +21,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
-import json
 import os
-import re
 import uuid
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from tracker import settings
+from tracker.checkpoint_file import (
+    FILE_NAME,
+    MARKER,
+    TEMP_NAME,
+    check,
+    decode,
+    encode,
+    new_name,
+    reclaimable,
+    refuse_foreign,
+)
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
-from tracker.store import FileInfo
-
-HEADER_KEY = "__tracker__"
-MARKER = ".tracker-run"
-FILE_NAME = re.compile(r"epoch-\d{6,}-[0-9a-f]{12}\.npz")
-_TEMP = re.compile(r"\.epoch-\d{6,}-[0-9a-f]{12}\.npz\.tmp")
+from tracker.records import FileInfo
 
 
 class Folder(Protocol):
@@ -94,49 +96,6 @@ def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storag
 
         return RemoteFolder(f"{root}/{name}", dict(storage_options or {}))
     return LocalFolder(Path(root) / name)
-
-
-class HashingSink:
-    """Write-only, unseekable view of a file that hashes and counts what passes through.
-
-    Being unseekable makes zipfile stream the archive front to back, so the hash
-    covers exactly the bytes written without reading them back.
-    """
-
-    def __init__(self, raw: BinaryIO, epoch: int) -> None:
-        self._raw = raw
-        self._epoch = epoch
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._raw.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        if self.size > 0:
-            pause_point("during-write", self._epoch)
-        return len(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-
-def encode(raw: BinaryIO, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> HashingSink:
-    """Stream the checkpoint of ``epoch`` into ``raw``; the returned sink holds its size and sha256."""
-    payload = dict(arrays)
-    payload[HEADER_KEY] = np.frombuffer(json.dumps(dict(header)).encode(), dtype=np.uint8)
-    sink = HashingSink(raw, epoch)
-    # The .npz layout np.savez writes, streamed so the hash sees every byte once.
-    with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
-        for key, value in payload.items():
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-    return sink
-
-
-def new_name(epoch: int) -> str:
-    """A fresh file name for ``epoch``'s checkpoint: never reused, so no write can clobber a committed file."""
-    return f"epoch-{epoch:06d}-{uuid.uuid4().hex[:12]}.npz"
 
 
 class LocalFolder:
@@ -216,7 +175,7 @@ class LocalFolder:
         names = {Path(p).name for p in referenced}
         removed = []
         for entry in self.path.iterdir():
-            orphan = _TEMP.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and entry.name not in names)
+            orphan = TEMP_NAME.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and entry.name not in names)
             if orphan and entry.is_file():
                 entry.unlink(missing_ok=True)
                 removed.append(str(entry))
@@ -228,22 +187,6 @@ class LocalFolder:
             self.path.rmdir()  # only if empty: never anything else's files
 
 
-def reclaimable(marker: str, names: list[str], referenced: set[str]) -> bool:
-    """Whether an empty ownership marker may be written again: every checkpoint beside it is the run's.
-
-    A power loss while the marker was first written can leave it empty; the run's own
-    files prove the folder is the run's. Anything else is refused rather than guessed.
-    """
-    foreign = sorted(set(names) - {p.rsplit("/", 1)[-1] for p in referenced})
-    if foreign:
-        raise CheckpointError(
-            f"The ownership marker {marker} is empty (a power loss while it was written?), and its folder holds "
-            f"checkpoint files that this run never recorded ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}). "
-            "tracker leaves them alone: if they are not another run's, delete them or the folder; else pass another checkpoint_dir=."
-        )
-    return True
-
-
 def write_durably(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old file or the whole new one."""
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -253,16 +196,6 @@ def write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(temp, path)
     fsync_path(path.parent)
-
-
-def refuse_foreign(location: str, recorded: list[str], uid: str) -> None:
-    """Raise unless the ownership marker's lines ``recorded`` name run ``uid``."""
-    if not recorded or recorded[0] != uid:
-        other = recorded[1] if len(recorded) > 1 else "an unknown database"
-        raise CheckpointError(
-            f"Checkpoint folder {location} belongs to another run of the same name (recorded in {other}). "
-            "tracker leaves its files alone: pass a different checkpoint_dir= or run name."
-        )
 
 
 def fsync_path(path: Path) -> None:
@@ -291,21 +224,6 @@ def read_verified(info: FileInfo, storage_options: Mapping[str, Any] | None = No
     return data
 
 
-def check(info: FileInfo, size: int, sha256: str) -> None:
-    """Raise `CheckpointError` unless ``size`` and ``sha256`` are what the database recorded for the file."""
-    if size != info.size:
-        raise CheckpointError(f"checkpoint file {info.path} has {size} bytes, the database recorded {info.size}")
-    if sha256 != info.sha256:
-        raise CheckpointError(f"checkpoint file {info.path} has sha256 {sha256[:12]}…, the database recorded {info.sha256[:12]}…")
-
-
 def load(info: FileInfo, storage_options: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Verify and read a checkpoint: its arrays and its header."""
-    data = read_verified(info, storage_options)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        header = json.loads(arrays.pop(HEADER_KEY).tobytes())
-    except (ValueError, KeyError, OSError) as e:
-        raise CheckpointError(f"checkpoint file {info.path} verifies but cannot be parsed: {e}") from e
-    return arrays, header
+    return decode(read_verified(info, storage_options), info.path)

@@ -1,7 +1,7 @@
 """Checkpoints on shared storage through fsspec: ``s3://bucket/prefix``, ``gs://...``, ``abfs://...``.
 
 Object stores have no atomic rename, so a checkpoint is uploaded once under a
-key that is never reused (`tracker.checkpoint.new_name`), then read back and
+key that is never reused (`tracker.checkpoint_file.new_name`), then read back and
 checked (size and sha256 of the stored object against the bytes sent) before
 the database may point at it. An upload that dies halfway leaves at most an
 orphan that no row references, which `RemoteFolder.sweep` deletes later.
@@ -27,11 +27,11 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from tracker import checkpoint
+from tracker import checkpoint_file as checkpoint
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
+from tracker.records import FileInfo
 from tracker.redact import redact
-from tracker.store import FileInfo
 
 _CHUNK = 4 << 20
 

@@ -24,7 +24,8 @@ from tracker.errors import CheckpointError, ResumeError, RunLockedError, Tracker
 from tracker.faults import pause_point
 from tracker.query import effective_status
 from tracker.redact import redact, unredact
-from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
+from tracker.records import AttemptRow, EpochRow, RunRow
+from tracker.store import Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W")
 

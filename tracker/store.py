@@ -18,9 +18,8 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Literal
-from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -28,17 +27,19 @@ from tracker import db as dbmod
 from tracker import migrate, settings
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.faults import pause_point
-from tracker.process import is_running, is_this_process
+from tracker.process import is_this_process
+from tracker.records import (
+    AttemptRow,
+    EpochRow,
+    FileInfo,
+    ProcessInfo,
+    Retention,
+    RunRow,
+    Status,
+    now,
+)
 from tracker.redact import redact
 from tracker.tables import attempts, epochs, metrics, runs
-
-#: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
-HEARTBEAT_INTERVAL = timedelta(seconds=15)
-LEASE = timedelta(seconds=120)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -52,83 +53,6 @@ def _db_value(v: float) -> float | None:
 
 def _py_value(v: float | None) -> float:
     return math.nan if v is None else v
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A checkpoint file as the database records it."""
-
-    path: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class EpochRow:
-    id: int
-    epoch: int
-    superseded: bool
-    checkpoint: FileInfo | None
-
-
-@dataclass(frozen=True)
-class Retention:
-    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``."""
-
-    keep_last: int
-    keep_best: bool
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """How to launch the training process again."""
-
-    executable: str
-    argv: list[str]
-    cwd: str
-    host: str
-    pid: int
-    versions: dict[str, str]
-    #: Boot id and start time of the process (`tracker.process.start_of`), so that a reused pid is not taken for it.
-    start: str | None = None
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    id: int
-    status: str
-    started_at: datetime
-    ended_at: datetime | None
-    heartbeat_at: datetime
-    initial_epoch: int
-    process: ProcessInfo
-    error: str | None
-
-    def alive(self, at: datetime | None = None) -> bool:
-        """Whether the process of this attempt still holds its lease."""
-        if self.status != "running" or (at or now()) - self.heartbeat_at > LEASE:
-            return False
-        return is_running(self.process.host, self.process.pid, self.process.start)
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    name: str
-    #: Unique across databases: marks the run's checkpoint folder as its own.
-    uid: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    config: dict
-    monitor: str | None
-    mode: str | None
-    target_epochs: int | None
-    checkpoint_dir: str
-    last_epoch: int | None
-    best_epoch: int | None
-    best_value: float | None
-    writer_attempt_id: int | None
 
 
 def _kept(run_id: int) -> sa.Select:
@@ -284,20 +208,20 @@ class Store:
             if row is None:
                 run_id = conn.execute(
                     runs.insert().values(
-                        name=name, uid=uuid.uuid4().hex, status="running", created_at=t, updated_at=t,
+                        name=name, uid=uuid.uuid4().hex, status=Status.RUNNING, created_at=t, updated_at=t,
                         config=json.dumps(dict(config), sort_keys=True), checkpoint_dir=checkpoint_dir,
                     )
                 ).inserted_primary_key[0]
             else:
                 run_id = row["id"]
                 self._retire_writer(conn, run_id, row["writer_attempt_id"], name, force, t)
-                values: dict[str, object] = {"status": "running", "updated_at": t, "checkpoint_dir": checkpoint_dir}
+                values: dict[str, object] = {"status": Status.RUNNING, "updated_at": t, "checkpoint_dir": checkpoint_dir}
                 if config:
                     values["config"] = json.dumps(dict(config), sort_keys=True)
                 conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
             attempt_id = conn.execute(
                 attempts.insert().values(
-                    run_id=run_id, status="running", started_at=t, heartbeat_at=t, initial_epoch=0,
+                    run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
                     host=process.host, pid=process.pid, executable=process.executable,
                     argv=json.dumps(process.argv), cwd=process.cwd, process_start=process.start,
                     versions=json.dumps(process.versions, sort_keys=True),
@@ -316,10 +240,11 @@ class Store:
         if row is None:
             return
         writer = _attempt_row(row)
-        if writer.alive(t) and is_this_process(writer.process.host, writer.process.pid, writer.process.start):
+        if writer.alive(t) and not force and is_this_process(writer.process.host, writer.process.pid, writer.process.start):
             raise RunLockedError(
                 f"Run {name!r} is already being written by this process (pid {writer.process.pid}): tracker.track "
-                "blocks for the same run are nested. End the outer block before opening another one for this run."
+                "blocks for the same run are nested. End the outer block before opening another one for this run "
+                "(or pass force=True to take the run over from it)."
             )
         if writer.alive(t) and not force:
             age = (t - writer.heartbeat_at).total_seconds()
@@ -328,8 +253,8 @@ class Store:
                 f"(heartbeat {age:.0f}s ago). Stop that process first, or take over with "
                 f"python -m tracker.resume {name} --force."
             )
-        if writer.status == "running":
-            status = "taken-over" if writer.alive(t) else "crashed"
+        if writer.status == Status.RUNNING:
+            status = Status.TAKEN_OVER if writer.alive(t) else Status.CRASHED
             conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t))
 
     def set_monitor(self, run: RunRow, monitor: str, mode: str) -> RunRow:
@@ -356,7 +281,7 @@ class Store:
             # An attempt that was taken over keeps saying so: its own late exit does not rewrite that.
             conn.execute(
                 attempts.update()
-                .where(attempts.c.id == attempt_id, attempts.c.status == "running")
+                .where(attempts.c.id == attempt_id, attempts.c.status == Status.RUNNING)
                 .values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
             )
             # Only the current writer speaks for the run.
@@ -653,7 +578,7 @@ def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:
 
 def _run_row(r: Mapping) -> RunRow:
     return RunRow(
-        id=r["id"], name=r["name"], uid=r["uid"], status=r["status"], created_at=_aware(r["created_at"]),
+        id=r["id"], name=r["name"], uid=r["uid"], status=Status(r["status"]), created_at=_aware(r["created_at"]),
         updated_at=_aware(r["updated_at"]), config=json.loads(r["config"]), monitor=r["monitor"],
         mode=r["mode"], target_epochs=r["target_epochs"], checkpoint_dir=r["checkpoint_dir"],
         last_epoch=r["last_epoch"], best_epoch=r["best_epoch"], best_value=r["best_value"],
@@ -663,7 +588,7 @@ def _run_row(r: Mapping) -> RunRow:
 
 def _attempt_row(r: Mapping) -> AttemptRow:
     return AttemptRow(
-        id=r["id"], status=r["status"], started_at=_aware(r["started_at"]), ended_at=_aware(r["ended_at"]),
+        id=r["id"], status=Status(r["status"]), started_at=_aware(r["started_at"]), ended_at=_aware(r["ended_at"]),
         heartbeat_at=_aware(r["heartbeat_at"]), initial_epoch=r["initial_epoch"],
         process=ProcessInfo(
             executable=r["executable"], argv=json.loads(r["argv"]), cwd=r["cwd"], host=r["host"],
