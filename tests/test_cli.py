@@ -297,3 +297,27 @@ def test_cli_does_not_import_tensorflow_keras_or_matplotlib(record, db, tmp_path
     assert "import time:" in result.stderr
     heavy = [line for line in result.stderr.splitlines() if any(m in line for m in ("tensorflow", "keras", "matplotlib"))]
     assert heavy == []
+
+
+# -- a full disk (issue 10, item 18) -----------------------------------------
+
+
+@pytest.mark.parametrize("previous", [None, "epoch,loss\n0,1.0\n"], ids=["new-file", "existing-file"])
+def test_export_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk, capsys, previous):
+    from tests.conftest import fill
+
+    # About 25 KiB of CSV: more than the page that truncating the old file would free.
+    record("m", 120, metrics=lambda e: {f"metric_{i}": (e + i) / 7 for i in range(10)})
+    target = full_disk / "curve.csv"
+    if previous is not None:
+        target.write_text(previous)
+    fill(full_disk)
+
+    assert main(["export", "m", "--db", db, "-o", str(target)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err and str(target) in err
+    # The old file is untouched, or there is none; no temporary file is left behind.
+    assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curve.csv"] if previous else [])])
+    if previous is not None:
+        assert target.read_text() == previous
