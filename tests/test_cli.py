@@ -51,7 +51,7 @@ def test_list_prints_an_aligned_table(record, db, capsys, argv):
     assert main([*argv, "--db", db]) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "status", "epochs", "best", "updated"]
+    assert lines[0].split() == ["name", "status", "epochs", "best", "updated", "tags"]
     assert [line.split()[0] for line in lines[1:]] == ["a", "bb-longer-name"]
     # b's writer is this live process with a fresh heartbeat: running, not crashed; its target is unknown until fit ends.
     expected = [("completed", "3/3", "val_loss=0.52 at epoch 2"), ("running", "2/?", "val_loss=0.76 at epoch 1")]
@@ -307,7 +307,7 @@ def test_export_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk,
     from tests.conftest import fill
 
     # About 25 KiB of CSV: more than the page that truncating the old file would free.
-    record("m", 120, metrics=lambda e: {f"metric_{i}": (e + i) / 7 for i in range(10)})
+    record("m", 120, metrics=lambda e: {f"metric_{i}": (e + i) / 7 for i in range(10)}, monitor="metric_0")
     target = full_disk / "curve.csv"
     if previous is not None:
         target.write_text(previous)

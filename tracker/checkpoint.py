@@ -60,11 +60,12 @@ class Folder(Protocol):
     def delete(self, paths: list[str]) -> None:
         """Delete checkpoint files that the database no longer points at."""
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         """Delete this folder's checkpoint files that no database row points at; return them.
 
-        Call only while holding the run's writer claim: then no other process can be
-        writing here. Files that tracker did not name are never touched.
+        Call only while holding the run's writer claim, or for a run with no live writer: then no
+        other process can be writing here. Files that tracker did not name are never touched.
+        ``dry_run=True`` only returns them (for ``tracker verify`` and ``tracker gc --dry-run``).
         """
 
 
@@ -181,14 +182,15 @@ class LocalFolder:
         for p in paths:
             Path(p).unlink(missing_ok=True)
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         if not self.path.is_dir():
             return []
         removed = []
         for entry in self.path.iterdir():
             orphan = _TEMP.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and str(entry) not in referenced)
             if orphan and entry.is_file():
-                entry.unlink(missing_ok=True)
+                if not dry_run:
+                    entry.unlink(missing_ok=True)
                 removed.append(str(entry))
         return removed
 

@@ -96,13 +96,14 @@ class RemoteFolder:
             except FileNotFoundError:
                 pass
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         try:
             names = [p.rsplit("/", 1)[-1] for p in self._fs.ls(self._root, detail=False, refresh=True)]
         except FileNotFoundError:
             return []
         orphans = [self._url(n) for n in names if checkpoint.FILE_NAME.fullmatch(n) and self._url(n) not in referenced]
-        self.delete(orphans)
+        if not dry_run:
+            self.delete(orphans)
         return orphans
 
 

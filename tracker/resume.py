@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tracker import checkpoint, settings
-from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.errors import CheckpointError, ResumeError, RunLockedError
 from tracker.query import effective_status
 from tracker.redact import redact, unredact
 from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
@@ -35,6 +35,8 @@ def launch_command(attempt: AttemptRow) -> list[str]:
         ResumeError: The interpreter, working directory or script is gone, or the run
             was started in a way that cannot be re-launched (``-c``, stdin, a notebook).
     """
+    if attempt.status == "imported":
+        raise ResumeError("The run was imported from another tool's log: it has no checkpoint, so it cannot be resumed.")
     p = attempt.process
     if not Path(p.executable).exists():
         raise ResumeError(f"The run's Python interpreter {p.executable} no longer exists. Re-run the training script by hand with the same run name.")
@@ -126,22 +128,10 @@ def _rewind(store: Store, run: RunRow, epoch: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tracker.resume",
-        description="Continue a crashed or stopped run by re-launching its training command.",
-        epilog="Example: python -m tracker.resume cnn-baseline --check",
-    )
-    parser.add_argument("run", help="the run's name")
-    parser.add_argument("--db", help="database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)")
-    parser.add_argument("--check", action="store_true", help="report the resume point and verify its file, without training")
-    parser.add_argument("--from-epoch", type=int, metavar="K", help="rewind: continue from epoch K's checkpoint; later epochs are kept as superseded")
-    parser.add_argument("--force", action="store_true", help="resume even if the run's process looks alive")
-    args = parser.parse_args(argv)
-    try:
-        return _resume(args)
-    except (TrackerError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    """``python -m tracker.resume``: the same as ``tracker resume`` (see `tracker.cli`), kept for existing scripts."""
+    from tracker.cli import run_command
+
+    return run_command("resume", argv, prog="python -m tracker.resume")
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -1,0 +1,157 @@
+"""Deleting and renaming runs, crash-safely, and finding a run's checkpoint folder.
+
+The order of database transactions and file operations is chosen so that a
+SIGKILL at any instant leaves either the whole run, or files that no row points
+at (orphans, which ``tracker gc`` deletes): never a row that points at a deleted
+file.
+
+Example:
+    >>> store = open_store("runs.db")                              # doctest: +SKIP
+    >>> delete_run(store, store.get_run("cnn-old"), force=False)   # doctest: +SKIP
+    >>> rename_run(store, store.get_run("cnn-a"), "cnn-baseline")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tracker import settings
+from tracker.checkpoint import MARKER, Folder, LocalFolder, fsync_path, open_folder
+from tracker.errors import CheckpointError
+from tracker.faults import pause_point
+from tracker.store import RunRow, Store
+
+
+def run_folder(run: RunRow) -> Folder | None:
+    """The folder the run records for its checkpoints, or None for an imported run (it has none)."""
+    if not run.checkpoint_dir:
+        return None
+    parent, _, name = run.checkpoint_dir.rstrip("/").rpartition("/")
+    return open_folder(parent, name)
+
+
+def owns(folder: Folder, run: RunRow, store: Store) -> bool:
+    """Whether ``folder`` exists and its ``.tracker-run`` marker names ``run``, so that tracker may delete files in it.
+
+    A folder that another database's run of the same name owns, or that has no marker, is never touched.
+    """
+    if isinstance(folder, LocalFolder):
+        try:
+            recorded = (folder.path / MARKER).read_text().splitlines()
+        except OSError:
+            return False
+        return bool(recorded) and recorded[0] == run.uid
+    try:
+        folder.claim(run.uid, store.display)  # an object-store prefix always "exists"; claim reads its marker
+    except CheckpointError:
+        return False
+    return True
+
+
+def size_of(path: str) -> int:
+    """The size in bytes of a local file or an object at a URL; 0 if it is gone."""
+    try:
+        if settings.is_url(path):
+            import fsspec
+
+            fs, key = fsspec.core.url_to_fs(path)
+            return int(fs.size(key))
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def empty_folder(store: Store, run: RunRow, folder: Folder) -> list[tuple[str, int]]:
+    """Delete every checkpoint file in ``folder`` that no row of ``run`` points at, then its marker and the
+    folder itself if that leaves it empty. Returns the files deleted with their sizes.
+
+    Files tracker did not name are never deleted; a folder that holds some is kept.
+    """
+    referenced = store.referenced_paths(run.id)
+    doomed = [(p, size_of(p)) for p in folder.sweep(referenced, dry_run=True)]
+    folder.sweep(referenced)
+    if isinstance(folder, LocalFolder) and not any(p.startswith(folder.location + "/") for p in referenced):
+        (folder.path / MARKER).unlink(missing_ok=True)
+        try:
+            folder.path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # not empty: files that are not tracker's stay with their folder
+    return doomed
+
+
+def delete_run(store: Store, run: RunRow, *, force: bool) -> list[tuple[str, int]]:
+    """Delete a run: its rows and its checkpoint files. Returns the files deleted with their sizes.
+
+    1. One transaction marks the run ``deleting`` and its checkpoints as deleted, and fences out its writer:
+       from then on no row points at a file.
+    2. The files, the folder's marker, and the folder if it is then empty, are deleted.
+    3. One transaction deletes the run's rows.
+
+    A crash after step 1 leaves a ``deleting`` run whose files are orphans: ``tracker gc`` (or ``rm`` again)
+    finishes it.
+
+    Raises:
+        RunLockedError: The run's writer is alive and ``force`` is False.
+    """
+    run = store.begin_delete(run, force=force)
+    pause_point("rm-after-mark", 0)
+    folder = run_folder(run)
+    freed = empty_folder(store, run, folder) if folder is not None and owns(folder, run, store) else []
+    pause_point("rm-after-files", 0)
+    store.finish_delete(run)
+    return freed
+
+
+def rename_run(store: Store, run: RunRow, new_name: str) -> str:
+    """Rename a run; its curve, checkpoints and resumability stay. Returns the run's checkpoint folder after.
+
+    When the run's local checkpoint folder is named after it (``<checkpoint_dir>/<old name>``), the folder
+    follows the new name, crash-safely, without copying a byte:
+
+    1. ``<checkpoint_dir>/<new name>`` is made, marked as the run's, and gets a hard link to each checkpoint
+       file; it is fsynced. The database still points at the old folder, whose files are untouched.
+    2. One transaction renames the run and points its rows at the new links.
+    3. The old folder's links, marker and folder are deleted.
+
+    A crash before step 2 leaves the run as it was plus an unreferenced folder; a crash after it leaves the
+    renamed run plus a folder of unreferenced files. Both are leftovers that ``tracker gc`` deletes.
+    Elsewhere (object storage, a folder named otherwise) only the row is renamed and the folder stays.
+
+    Raises:
+        ValueError: ``new_name`` is not a valid run name, or is taken.
+        RunLockedError: The run's writer is alive.
+    """
+    settings.validate_run_name(new_name)
+    store.refuse_live(run, "Rename it once it has stopped.")  # before any file is touched
+    if store.find_run(new_name) is not None:
+        raise ValueError(f"A run named {new_name!r} already exists in {store.display}. Choose another name, or remove that run first.")
+    folder = run_folder(run)
+    if (
+        not isinstance(folder, LocalFolder)
+        or folder.path.name != run.name
+        or not owns(folder, run, store)
+    ):
+        store.rename_run(run, new_name)
+        return run.checkpoint_dir
+    target = LocalFolder(folder.path.with_name(new_name))
+    if target.path.exists():
+        # Only a leftover of an interrupted rename of this same run may be reused.
+        if not owns(target, run, store):
+            raise ValueError(f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not this run's. Move it away first.")
+        empty_folder(store, run, target)
+    target.path.mkdir(exist_ok=True)
+    target.claim(run.uid, store.display)
+    for path in sorted(store.referenced_paths(run.id)):
+        if Path(path).parent == folder.path and Path(path).exists():
+            os.link(path, target.path / Path(path).name)
+    fsync_path(target.path)
+    fsync_path(target.path.parent)
+    pause_point("rename-after-link", 0)
+    store.rename_run(run, new_name, (folder.location, target.location))
+    pause_point("rename-after-commit", 0)
+    empty_folder(store, run, folder)
+    return target.location
+
