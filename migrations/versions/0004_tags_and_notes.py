@@ -32,5 +32,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_tags_key_value", "tags")
     op.drop_table("tags")
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("note")
+    # Not batch mode: on SQLite it would copy and drop the runs table, and with foreign keys on,
+    # dropping it deletes every epoch through ON DELETE CASCADE. SQLite >= 3.35 drops a column in place.
+    op.drop_column("runs", "note")
