@@ -82,10 +82,10 @@ def parse(path: str | os.PathLike[str], fmt: str | None = None) -> tuple[Records
     if fmt != "tensorboard" and source.is_dir():
         raise ValueError(f"Cannot import {str(source)!r} as {fmt}: it is a folder. Only --format tensorboard reads a folder.")
     rows = {"history-json": _history_json, "keras-json": _keras_json, "csv": _csv, "tensorboard": _tensorboard}[fmt](source)
-    return _merge_restarts(rows)
+    return _merge_restarts(rows, source)
 
 
-def _merge_restarts(rows: Iterable[tuple[int, dict[str, float]]]) -> tuple[Records, int]:
+def _merge_restarts(rows: Iterable[tuple[int, dict[str, float]]], source: Path) -> tuple[Records, int]:
     merged: dict[int, dict[str, float]] = {}
     replaced = 0
     for epoch, values in rows:
@@ -96,7 +96,7 @@ def _merge_restarts(rows: Iterable[tuple[int, dict[str, float]]]) -> tuple[Recor
                 del merged[e]
         merged[epoch] = values
     if not merged:
-        raise ImportFormatError("The file holds no epoch; nothing to import.")
+        raise ImportFormatError(f"{source}: holds no epoch; nothing to import.")
     return sorted(merged.items()), replaced
 
 
