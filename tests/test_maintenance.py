@@ -1,0 +1,183 @@
+"""`tracker verify` and `tracker gc`, and SIGKILL in the middle of `rm`, `gc` and `rename`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracker
+from tests import invariants
+from tracker.cli import main
+
+ORPHAN = "epoch-000042-0123456789ab.npz"
+
+
+def npz(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.npz"))
+
+
+def findings(out: str) -> list[tuple[str, str]]:
+    """``(run, kind)`` of each finding line `verify` printed."""
+    return [tuple(line.split(": ")[:2]) for line in out.splitlines() if line.count(": ") >= 2]
+
+
+def test_verify_all_well(record, db, capsys):
+    record("a", 3)
+    record("b", 2, finish=None)
+
+    assert main(["verify", "--db", db]) == 0
+    assert capsys.readouterr().out == "2 run(s) checked, 0 with problems: all is well\n"
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_verify_reports_a_bad_checkpoint_and_the_fallback(record, db, ckpt, capsys, damage):
+    record("a", 4)
+    newest = max((Path(ckpt) / "a").glob("epoch-000003-*.npz"))
+    if damage == "corrupt":
+        newest.write_bytes(b"garbage")
+    else:
+        newest.unlink()
+
+    assert main(["verify", "a", "--db", db]) == 1
+
+    out = capsys.readouterr().out
+    assert f"a: {damage}: {newest}: epoch 3:" in out
+    assert "a: a resume would continue from epoch 2" in out
+    assert out.endswith("1 run(s) checked, 1 with problems\n")
+
+
+def test_gc_deletes_orphans_and_never_a_referenced_file(record, db, ckpt, capsys):
+    record("a", 3)
+    folder = Path(ckpt) / "a"
+    kept = npz(folder)
+    (folder / ORPHAN).write_bytes(b"x" * 100)
+    (folder / ".epoch-000043-0123456789ab.npz.tmp").write_bytes(b"y" * 50)
+    (folder / "mine.npz").write_bytes(b"z")  # not a name tracker gives: never touched
+
+    assert main(["verify", "--db", db]) == 1
+    assert sorted(findings(capsys.readouterr().out)) == [("a", "orphan"), ("a", "orphan")]
+
+    assert main(["gc", "--dry-run", "--db", db]) == 0
+    assert capsys.readouterr().out.endswith("would free 150 bytes (150 B) in 2 file(s)\n")
+    assert ORPHAN in npz(folder)
+
+    assert main(["gc", "--db", db]) == 0
+    assert capsys.readouterr().out.endswith("freed 150 bytes (150 B) in 2 file(s)\n")
+    assert npz(folder) == sorted([*kept, "mine.npz"])
+    assert main(["verify", "--db", db]) == 0
+
+
+def test_gc_never_touches_a_live_runs_folder(record, db, ckpt, capsys):
+    record("live", 2, finish=None)
+    temp = Path(ckpt) / "live" / ".epoch-000002-0123456789ab.npz.tmp"  # a write in progress
+    temp.write_bytes(b"half")
+
+    assert main(["gc", "--db", db]) == 0
+    assert main(["verify", "--db", db]) == 0
+    assert temp.exists()
+
+
+def test_gc_applies_retention_to_selected_stopped_runs(record, db, ckpt, capsys):
+    # Epoch 1 is the best val_loss; keep_last=None kept every checkpoint.
+    record("old", 5, keep_last=None, metrics=lambda e: {"val_loss": 0.1 if e == 1 else 1.0 + e})
+    record("failed", 3, keep_last=None, finish="failed")
+    sizes = {p.name: p.stat().st_size for p in (Path(ckpt) / "old").glob("*.npz")}
+
+    assert main(["gc", "--older-than", "0", "--status", "completed", "--dry-run", "--db", db]) == 0
+    assert len(npz(Path(ckpt) / "old")) == 5
+    dry = capsys.readouterr().out
+
+    assert main(["gc", "--older-than", "0", "--status", "completed", "--db", db]) == 0
+
+    out = capsys.readouterr().out
+    left = npz(Path(ckpt) / "old")
+    assert [n[:12] for n in left] == ["epoch-000001", "epoch-000004"]  # the best and the resume point
+    freed = sum(size for name, size in sizes.items() if name not in left)
+    assert out.endswith(f"freed {freed} bytes ({freed / 1024:.1f} KiB) in 3 file(s)\n")
+    assert dry.replace("would delete", "deleted").replace("would free", "freed") == out
+    assert len(npz(Path(ckpt) / "failed")) == 3  # not selected by --status
+    assert invariants.check(db, "old") == [0, 1, 2, 3, 4]
+    assert tracker.curves("old", db=db)["epoch"] == [0, 1, 2, 3, 4]  # curves are never deleted
+    assert main(["verify", "--db", db]) == 0
+
+    assert main(["gc", "--older-than", "1", "--db", db]) == 0  # nothing is a day old
+    assert len(npz(Path(ckpt) / "failed")) == 3
+
+
+# -- SIGKILL in the middle of rm, gc and rename ----------------------------------------
+
+
+def kill_at(boundary: str, argv: list[str], cwd: Path) -> None:
+    """Run ``python -m tracker ARGV``, stopped at ``boundary`` by the test hook, and SIGKILL it there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["TRACKER_TEST_PAUSE_AT"] = f"{boundary}:0"
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    proc = subprocess.Popen([sys.executable, "-m", "tracker", *argv], env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("TRACKER-PAUSED"):
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            pytest.fail(f"tracker {argv} exited with {proc.wait()} without reaching {boundary}")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def verify_then_gc(db: str, capsys: pytest.CaptureFixture[str]) -> list[tuple[str, str]]:
+    """After a kill: `verify` finds nothing, or only what `gc` removes; after one `gc` it finds nothing."""
+    status = main(["verify", "--db", db])
+    found = findings(capsys.readouterr().out)
+    assert status == (1 if found else 0)
+    assert {kind for _, kind in found} <= {"orphan", "unfinished-rm", "leftover"}, found
+    assert main(["gc", "--db", db]) == 0
+    assert main(["verify", "--db", db]) == 0, capsys.readouterr().out
+    return found
+
+
+@pytest.mark.parametrize("boundary", ["rm-after-mark", "rm-after-files"])
+def test_sigkill_during_rm(record, db, ckpt, tmp_path, capsys, boundary):
+    record("a", 3)
+    record("b", 2)
+
+    kill_at(boundary, ["rm", "a", "--yes", "--db", db], tmp_path)
+
+    assert ("a", "unfinished-rm") in verify_then_gc(db, capsys)
+    assert [r.name for r in tracker.runs(db)] == ["b"]
+    assert not (Path(ckpt) / "a").exists()
+    assert invariants.check(db, "b") == [0, 1]
+
+
+def test_sigkill_during_gc_retention(record, db, ckpt, tmp_path, capsys):
+    record("a", 5, keep_last=None)
+
+    kill_at("gc-after-retention", ["gc", "--older-than", "0", "--db", db], tmp_path)
+
+    # The rows no longer point at the retired files: they are orphans now, and the next gc deletes them.
+    assert invariants.check(db, "a") == [0, 1, 2, 3, 4]
+    assert {kind for _, kind in verify_then_gc(db, capsys)} == {"orphan"}
+    assert len(npz(Path(ckpt) / "a")) <= 2
+
+
+@pytest.mark.parametrize("boundary", ["rename-after-link", "rename-after-commit"])
+def test_sigkill_during_rename(record, db, ckpt, tmp_path, capsys, boundary):
+    record("a", 3, finish="interrupted")
+    before = tracker.curves("a", db=db)
+
+    kill_at(boundary, ["rename", "a", "b", "--db", db], tmp_path)
+
+    name = "a" if boundary == "rename-after-link" else "b"  # renamed exactly when the transaction committed
+    assert [r.name for r in tracker.runs(db)] == [name]
+    assert invariants.check(db, name) == [0, 1, 2]
+    found = verify_then_gc(db, capsys)
+    assert ("leftover" in {kind for _, kind in found})
+    assert tracker.curves(name, db=db) == before
+    assert npz(Path(ckpt) / name) and not (Path(ckpt) / ("b" if name == "a" else "a")).exists()
+    assert record(name, 4).initial_epoch == 3  # still resumes from its newest checkpoint
