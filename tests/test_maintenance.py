@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 import tracker
 from tests import invariants
+from tests.test_crash import run_and_kill
 from tracker.cli import main
 
 ORPHAN = "epoch-000042-0123456789ab.npz"
@@ -115,20 +114,8 @@ def test_gc_applies_retention_to_selected_stopped_runs(record, db, ckpt, capsys)
 def kill_at(boundary: str, argv: list[str], cwd: Path) -> None:
     """Run ``python -m tracker ARGV``, stopped at ``boundary`` by the test hook, and SIGKILL it there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env["TRACKER_TEST_PAUSE_AT"] = f"{boundary}:0"
-    env["PYTHONPATH"] = str(Path(__file__).parents[1])
-    proc = subprocess.Popen([sys.executable, "-m", "tracker", *argv], env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stderr:
-            if line.startswith("TRACKER-PAUSED"):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail(f"tracker {argv} exited with {proc.wait()} without reaching {boundary}")
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    env.update(TRACKER_TEST_PAUSE_AT=f"{boundary}:0", PYTHONPATH=str(Path(__file__).parents[1]))
+    run_and_kill([sys.executable, "-m", "tracker", *argv], env, cwd)
 
 
 def verify_then_gc(db: str, capsys: pytest.CaptureFixture[str]) -> list[tuple[str, str]]:
@@ -181,3 +168,18 @@ def test_sigkill_during_rename(record, db, ckpt, tmp_path, capsys, boundary):
     assert tracker.curves(name, db=db) == before
     assert npz(Path(ckpt) / name) and not (Path(ckpt) / ("b" if name == "a" else "a")).exists()
     assert record(name, 4).initial_epoch == 3  # still resumes from its newest checkpoint
+
+
+def test_a_copy_of_a_run_folder_is_not_taken_for_a_rename_leftover(record, db, ckpt, capsys):
+    import shutil
+
+    record("a", 2)
+    copy = Path(ckpt) / "a-backup"
+    shutil.copytree(Path(ckpt) / "a", copy)  # marker included: it names run a
+
+    assert main(["verify", "--db", db]) == 0
+    assert main(["gc", "--db", db]) == 0
+    assert len(npz(copy)) == 2
+    assert main(["rename", "a", "a-backup", "--db", db]) == 1
+    assert "it exists and is not a leftover of this run" in capsys.readouterr().err
+    assert len(npz(copy)) == 2 and [r.name for r in tracker.runs(db)] == ["a"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from tracker.checkpoint import MARKER, LocalFolder, read_verified
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
-from tracker.manage import delete_run, empty_folder, owns, run_folder, size_of
+from tracker.manage import delete_run, owns, remove_leftover, rename_leftover, run_folder, size_of
 from tracker.query import effective_status
 from tracker.resume import resume_point
 from tracker.store import Retention, RunRow, Store, now
@@ -57,10 +57,11 @@ def _selected(store: Store, names: Sequence[str] | None) -> list[tuple[RunRow, s
     return [(r, state) for r, state in found if r.name in wanted]
 
 
-def _leftovers(store: Store, selected: list[tuple[RunRow, str]]) -> Iterator[tuple[RunRow, LocalFolder]]:
-    """Local folders whose marker names a stopped run of this database that records another folder.
+def _leftovers(store: Store, selected: list[tuple[RunRow, str]]) -> Iterator[tuple[RunRow, LocalFolder, list[str]]]:
+    """Folders an interrupted `tracker.manage.rename_run` left beside stopped runs' folders, with the files to delete.
 
-    An interrupted `tracker.manage.rename_run` leaves one, beside the run's folder.
+    Only folders whose marker names a run of this database that records another folder are looked at,
+    and `tracker.manage.rename_leftover` decides.
     """
     stopped = {r.uid: r for r, state in selected if state not in ("running", "deleting")}
     roots = {Path(r.checkpoint_dir).parent for r in stopped.values() if isinstance(run_folder(r), LocalFolder)}
@@ -71,8 +72,11 @@ def _leftovers(store: Store, selected: list[tuple[RunRow, str]]) -> Iterator[tup
             except (OSError, IndexError):
                 continue
             run = stopped.get(uid)
-            if run is not None and str(child) != run.checkpoint_dir:
-                yield run, LocalFolder(child)
+            if run is None or str(child) == run.checkpoint_dir:
+                continue
+            links = rename_leftover(store, run, LocalFolder(child))
+            if links is not None:
+                yield run, LocalFolder(child), links
 
 
 def verify(store: Store, names: Sequence[str] | None = None) -> list[RunCheck]:
@@ -107,9 +111,9 @@ def verify(store: Store, names: Sequence[str] | None = None) -> list[RunCheck]:
         if folder is not None and not live and owns(folder, run, store):
             for path in folder.sweep(store.referenced_paths(run.id), dry_run=True):
                 findings.append(Finding("orphan", path, "no row points at it; gc deletes it"))
-    for run, leftover in _leftovers(store, selected):
+    for run, leftover, links in _leftovers(store, selected):
         checks[run.name].findings.append(Finding("leftover", leftover.location, "left by an interrupted rename; gc deletes it"))
-        for path in leftover.sweep(store.referenced_paths(run.id), dry_run=True):
+        for path in links:
             checks[run.name].findings.append(Finding("orphan", path, "no row points at it; gc deletes it"))
     return list(checks.values())
 
@@ -158,12 +162,12 @@ def collect(
             if not dry_run:
                 folder.sweep(referenced)
             freed += [(p, size, f"orphan of {run.name}") for p, size in orphans]
-    for run, leftover in list(_leftovers(store, selected)):
+    for run, leftover, links in list(_leftovers(store, selected)):
         why = f"left by an interrupted rename of {run.name}"
         if dry_run:
-            freed += [(p, size_of(p), why) for p in leftover.sweep(store.referenced_paths(run.id), dry_run=True)]
+            freed += [(p, size_of(p), why) for p in links]
         else:
-            freed += [(p, size, why) for p, size in empty_folder(store, run, leftover)]
+            freed += [(p, size, why) for p, size in remove_leftover(store, run, leftover)]
     return freed
 
 

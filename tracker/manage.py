@@ -82,6 +82,47 @@ def empty_folder(store: Store, run: RunRow, folder: Folder) -> list[tuple[str, i
     return doomed
 
 
+def rename_leftover(store: Store, run: RunRow, folder: LocalFolder) -> list[str] | None:
+    """The files to delete from ``folder``, a folder marked as ``run``'s that the run does not record, if an
+    interrupted `rename_run` left it; None if it is not such a leftover.
+
+    A rename leaves only hard links to the run's own checkpoints, so only those are ever returned. A folder
+    that holds any other checkpoint file (a copy someone made with ``cp -r``, say) is not a leftover, and
+    neither is one that still holds a file a row points at.
+    """
+    referenced = store.referenced_paths(run.id)
+    if any(Path(p).parent == folder.path for p in referenced):
+        return None
+    inodes = {_inode(p) for p in referenced} - {None}
+    unreferenced = folder.sweep(referenced, dry_run=True)
+    links = [p for p in unreferenced if _inode(p) in inodes]
+    return links if len(links) == len(unreferenced) else None
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove_leftover(store: Store, run: RunRow, folder: LocalFolder) -> list[tuple[str, int]]:
+    """Delete a folder that `rename_leftover` recognises: its links, its marker, and the folder if then empty."""
+    links = rename_leftover(store, run, folder)
+    if links is None:
+        return []
+    freed = [(p, size_of(p)) for p in links]
+    for p in links:
+        Path(p).unlink(missing_ok=True)
+    (folder.path / MARKER).unlink(missing_ok=True)
+    try:
+        folder.path.rmdir()
+    except OSError:
+        pass  # not empty: files that are not tracker's stay with their folder
+    return freed
+
+
 def delete_run(store: Store, run: RunRow, *, force: bool) -> list[tuple[str, int]]:
     """Delete a run: its rows and its checkpoint files. Returns the files deleted with their sizes.
 
@@ -116,8 +157,9 @@ def rename_run(store: Store, run: RunRow, new_name: str) -> str:
     2. One transaction renames the run and points its rows at the new links.
     3. The old folder's links, marker and folder are deleted.
 
-    A crash before step 2 leaves the run as it was plus an unreferenced folder; a crash after it leaves the
-    renamed run plus a folder of unreferenced files. Both are leftovers that ``tracker gc`` deletes.
+    A crash before step 2 leaves the run as it was plus a folder of links that no row points at; a crash
+    after it leaves the renamed run plus the old folder of such links. ``tracker gc`` deletes either
+    (see `rename_leftover`), and so does the next rename to the same name.
     Elsewhere (object storage, a folder named otherwise) only the row is renamed and the folder stays.
 
     Raises:
@@ -139,9 +181,9 @@ def rename_run(store: Store, run: RunRow, new_name: str) -> str:
     target = LocalFolder(folder.path.with_name(new_name))
     if target.path.exists():
         # Only a leftover of an interrupted rename of this same run may be reused.
-        if not owns(target, run, store):
-            raise ValueError(f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not this run's. Move it away first.")
-        empty_folder(store, run, target)
+        if not owns(target, run, store) or rename_leftover(store, run, target) is None:
+            raise ValueError(f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not a leftover of this run. Move it away first.")
+        remove_leftover(store, run, target)
     target.path.mkdir(exist_ok=True)
     target.claim(run.uid, store.display)
     for path in sorted(store.referenced_paths(run.id)):
