@@ -12,6 +12,7 @@ import tracker
 from tests import invariants
 from tests.test_crash import run_and_kill
 from tracker.cli import main
+from tracker.faults import CLI_BOUNDARIES
 
 ORPHAN = "epoch-000042-0123456789ab.npz"
 
@@ -129,7 +130,15 @@ def verify_then_gc(db: str, capsys: pytest.CaptureFixture[str]) -> list[tuple[st
     return found
 
 
-@pytest.mark.parametrize("boundary", ["rm-after-mark", "rm-after-files"])
+RM_KILLS = ["rm-after-mark", "rm-after-files"]
+RENAME_KILLS = ["rename-after-link", "rename-after-commit"]
+
+
+def test_every_cli_instant_is_killed_below():
+    assert sorted(CLI_BOUNDARIES) == sorted([*RM_KILLS, "gc-after-retention", *RENAME_KILLS])
+
+
+@pytest.mark.parametrize("boundary", RM_KILLS)
 def test_sigkill_during_rm(record, db, ckpt, tmp_path, capsys, boundary):
     record("a", 3)
     record("b", 2)
@@ -153,7 +162,7 @@ def test_sigkill_during_gc_retention(record, db, ckpt, tmp_path, capsys):
     assert len(npz(Path(ckpt) / "a")) <= 2
 
 
-@pytest.mark.parametrize("boundary", ["rename-after-link", "rename-after-commit"])
+@pytest.mark.parametrize("boundary", RENAME_KILLS)
 def test_sigkill_during_rename(record, db, ckpt, tmp_path, capsys, boundary):
     record("a", 3, finish="interrupted")
     before = tracker.curves("a", db=db)
@@ -183,3 +192,34 @@ def test_a_copy_of_a_run_folder_is_not_taken_for_a_rename_leftover(record, db, c
     assert main(["rename", "a", "a-backup", "--db", db]) == 1
     assert "it exists and is not a leftover of this run" in capsys.readouterr().err
     assert len(npz(copy)) == 2 and [r.name for r in tracker.runs(db)] == ["a"]
+
+
+def test_verify_gc_rename_and_rm_on_s3(postgres_db, s3_prefix, capsys):
+    import fsspec
+    import numpy as np
+
+    from tests.conftest import loss_at
+    from tracker.run import track
+
+    run = track("s", db=postgres_db, checkpoint_dir=s3_prefix)
+    run.start()
+    for epoch in range(3):
+        run.commit_epoch(epoch, loss_at(epoch), {"w": np.full(4, float(epoch))}, {})
+    run.finish("completed")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    root = s3_prefix.removeprefix("s3://")
+    fs.pipe_file(f"{root}/s/{ORPHAN}", b"x" * 10)
+
+    assert main(["verify", "--db", postgres_db]) == 1
+    assert findings(capsys.readouterr().out) == [("s", "orphan")]
+    assert main(["gc", "--db", postgres_db]) == 0
+    assert capsys.readouterr().out.endswith("freed 10 bytes (10 B) in 1 file(s)\n")
+    assert main(["verify", "--db", postgres_db]) == 0
+
+    # Object storage has no rename: the run is renamed, its objects stay where they are.
+    assert main(["rename", "s", "t", "--db", postgres_db]) == 0
+    assert f"checkpoints in {s3_prefix}/s" in capsys.readouterr().out
+    assert main(["verify", "--db", postgres_db]) == 0
+    assert main(["rm", "t", "--yes", "--db", postgres_db]) == 0
+    assert tracker.runs(postgres_db) == []
+    assert [p for p in fs.ls(f"{root}/s", detail=False, refresh=True) if p.endswith(".npz")] == []

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tracker.cli import Command
-from tracker.cli.read import STATUSES, _size
+from tracker.cli.read import STATUSES, human_size
 from tracker.store import open_store
 
 
@@ -52,7 +52,7 @@ def _gc(args: argparse.Namespace) -> int:
     for path, size, why in freed:
         print(f"{verb} {path} ({size} bytes, {why})")
     total = sum(size for _, size, _ in freed)
-    print(f"{'would free' if args.dry_run else 'freed'} {total} bytes ({_size(total)}) in {len(freed)} file(s)")
+    print(f"{'would free' if args.dry_run else 'freed'} {total} bytes ({human_size(total)}) in {len(freed)} file(s)")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tracker.cli import Command
-from tracker.cli.read import _size, _tag_pair
+from tracker.cli.read import human_size, parse_tag
 from tracker.store import open_store
 
 
@@ -42,8 +42,9 @@ def _rm(args: argparse.Namespace) -> int:
                 print("nothing deleted", file=sys.stderr)
                 return 1
         for run in found:
-            freed = delete_run(store, run, force=args.force)
-            print(f"deleted run {run.name}: {len(freed)} file(s), {sum(s for _, s in freed)} bytes ({_size(sum(s for _, s in freed))})")
+            deleted = delete_run(store, run, force=args.force)
+            freed = sum(size for _, size in deleted)
+            print(f"deleted run {run.name}: {len(deleted)} file(s), {freed} bytes ({human_size(freed)})")
     finally:
         store.close()
     return 0
@@ -73,7 +74,7 @@ def _tag_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    values = dict(_tag_pair(t) for t in args.pairs)
+    values = dict(parse_tag(t) for t in args.pairs)
     if not values and not args.remove:
         raise ValueError("Nothing to do. Pass KEY=VALUE pairs to set, or --remove KEY.")
     store = open_store(args.db, create=False)

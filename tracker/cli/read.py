@@ -70,7 +70,7 @@ STATUSES = ("running", "completed", "failed", "interrupted", "crashed", "importe
 
 def list_runs(args: argparse.Namespace) -> int:
     """``tracker list``: the table of runs, filtered by name pattern, status and tags."""
-    wanted = dict(_tag_pair(t) for t in args.tag)
+    wanted = dict(parse_tag(t) for t in args.tag)
     found = [
         r for r in runs(args.db)
         if (args.pattern is None or fnmatch.fnmatchcase(r.name, args.pattern))
@@ -96,7 +96,7 @@ def list_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tag_pair(text: str) -> tuple[str, str]:
+def parse_tag(text: str) -> tuple[str, str]:
     """``KEY=VALUE`` as a pair; `ValueError` naming the expected form otherwise."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -226,7 +226,7 @@ def _print_checkpoints(store: Store, run: RunRow) -> None:
         return
     print("\ncheckpoints kept, newest first:")
     rows = [
-        (f"epoch {e.epoch}", _size(e.checkpoint.size), e.checkpoint.path + ("  (superseded)" if e.superseded else ""))
+        (f"epoch {e.epoch}", human_size(e.checkpoint.size), e.checkpoint.path + ("  (superseded)" if e.superseded else ""))
         for e in kept
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
@@ -301,7 +301,8 @@ def _best(monitor: str | None, value: float | None, epoch: int | None) -> str:
     return f"{monitor}={format(value, '.4g')} at epoch {epoch}"
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``n`` bytes for a reader: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
     if n < 1024:
         return f"{n} B"
     size = n / 1024
