@@ -64,8 +64,9 @@ def test_list_filters_by_name_pattern_and_status(record, db, capsys):
     assert "no runs match" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["tag", "a", "novalue"], ["tag", "a", "=x"], ["tag", "a"], ["list", "--tag", "k"]],
-                         ids=["no-equals", "no-key", "nothing-to-do", "list-filter"])
+@pytest.mark.parametrize("argv", [["tag", "a", "novalue"], ["tag", "a", "=x"], ["tag", "a"], ["list", "--tag", "k"],
+                                  ["tag", "a", "k" * 256 + "=v"]],
+                         ids=["no-equals", "no-key", "nothing-to-do", "list-filter", "key-too-long"])
 def test_bad_tag_arguments_are_one_line_errors(record, db, capsys, argv):
     record("a", 1)
     assert main([*argv, "--db", db]) == 1
@@ -199,3 +200,22 @@ def test_migration_0004_upgrades_a_database_made_at_0003(db, record):
     assert main(["tag", "r", "k=v", "--db", db]) == 0
     assert tracker.runs(db)[0].tags == {"k": "v"}
     assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
+
+
+def test_rename_keeps_the_folder_where_hard_links_are_not_supported(record, db, ckpt, capsys, monkeypatch):
+    import errno
+
+    record("a", 2)
+
+    def no_links(src: str, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # what a file system without hard links answers
+
+    monkeypatch.setattr("tracker.manage.os.link", no_links)
+    assert main(["rename", "a", "b", "--db", db]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: Cannot move the checkpoints of run 'a'") and "Operation not permitted" in captured.err
+    assert f"checkpoints in {Path(ckpt) / 'a'}" in captured.out
+    assert not (Path(ckpt) / "b").exists() and len(list((Path(ckpt) / "a").glob("*.npz"))) == 2
+    assert tracker.curves("b", db=db)["epoch"] == [0, 1]
+    assert main(["verify", "--db", db]) == 0

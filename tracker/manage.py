@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from tracker import settings
@@ -184,13 +185,20 @@ def rename_run(store: Store, run: RunRow, new_name: str) -> str:
         if not owns(target, run, store) or rename_leftover(store, run, target) is None:
             raise ValueError(f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not a leftover of this run. Move it away first.")
         remove_leftover(store, run, target)
-    target.path.mkdir(exist_ok=True)
-    target.claim(run.uid, store.display)
-    for path in sorted(store.referenced_paths(run.id)):
-        if Path(path).parent == folder.path and Path(path).exists():
-            os.link(path, target.path / Path(path).name)
-    fsync_path(target.path)
-    fsync_path(target.path.parent)
+    try:
+        target.path.mkdir(exist_ok=True)
+        target.claim(run.uid, store.display)
+        for path in sorted(store.referenced_paths(run.id)):
+            if Path(path).parent == folder.path and Path(path).exists():
+                os.link(path, target.path / Path(path).name)
+        fsync_path(target.path)
+        fsync_path(target.path.parent)
+    except OSError as e:
+        # A file system without hard links, say: the run is renamed and its folder stays where it is.
+        remove_leftover(store, run, target)
+        warnings.warn(f"Cannot move the checkpoints of run {run.name!r} to {target.path} ({e.strerror or e}); they stay in {folder.path}.", stacklevel=2)
+        store.rename_run(run, new_name)
+        return run.checkpoint_dir
     pause_point("rename-after-link", 0)
     store.rename_run(run, new_name, (folder.location, target.location))
     pause_point("rename-after-commit", 0)

@@ -133,6 +133,11 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
             # failing again when it flushes stdout at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
+        except OSError as e:
+            # A file that cannot be read, written or deleted (permissions, a full disk): one line, no traceback.
+            where = f" {e.filename}" if e.filename else ""
+            print(f"error: Cannot access{where}: {e.strerror or e}.", file=sys.stderr)
+            return 1
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:

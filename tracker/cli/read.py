@@ -25,6 +25,11 @@ from tracker.cli import Command
 from tracker.query import curves, effective_status, runs
 from tracker.store import AttemptRow, RunRow, Store, open_store
 
+#: The statuses `list --status` accepts: what `tracker.runs` shows.
+STATUSES = ("running", "completed", "failed", "interrupted", "crashed", "imported", "deleting")
+#: The database's limit on a tag key, the same on every backend.
+_MAX_TAG_KEY = 255
+
 
 def _list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", metavar="GLOB", help="only runs whose name matches this shell-style pattern, e.g. 'cnn-*'")
@@ -59,10 +64,6 @@ def _plot(args: argparse.Namespace) -> int:
 
     print(plot(args.runs, args.output, db=args.db, metrics=args.metrics))
     return 0
-
-
-#: The statuses `list --status` accepts: what `tracker.runs` shows.
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed", "imported", "deleting")
 
 
 # -- list ------------------------------------------------------------------
@@ -101,6 +102,8 @@ def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"Invalid tag {text!r}. Expected KEY=VALUE, for example dataset=mnist.")
+    if len(key) > _MAX_TAG_KEY:
+        raise ValueError(f"Invalid tag key {key[:40]!r}...: it has {len(key)} characters. Expected at most {_MAX_TAG_KEY}.")
     return key, value
 
 
