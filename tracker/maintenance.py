@@ -148,7 +148,8 @@ def collect(
             else:
                 freed += [(p, size, f"interrupted rm of {run.name}") for p, size in delete_run(store, run, force=True)]
             continue
-        if state == "running" or folder is None:
+        # Asked again just before touching the folder: a writer may have started since the list was read.
+        if state == "running" or folder is None or store.live_writer(run) is not None:
             continue
         if _retention_applies(run, state, older_than, status):
             doomed = store.apply_retention(run, Retention(keep_last=keep_last, keep_best=True), dry_run=dry_run)

@@ -727,6 +727,11 @@ class Store:
         with self._read() as conn:
             self._refuse_live(conn, run, what_to_do)
 
+    def live_writer(self, run: RunRow) -> AttemptRow | None:
+        """The run's writer attempt as the database says now, if it still holds its lease; else None."""
+        with self._read() as conn:
+            return self._writer_alive(conn, conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id)))
+
     def _refuse_live(self, conn: sa.Connection, run: RunRow, what_to_do: str) -> None:
         current = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
         writer = self._writer_alive(conn, current)

@@ -120,8 +120,8 @@ def _epilog(command: Command, prog: str) -> str:
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """The one error wrapper: a tracker failure or a bad value is one ``error:`` line and exit status 1."""
+    # Only how a warning is shown changes, for this call; which warnings show is left to the caller's filters.
     with warnings.catch_warnings():
-        warnings.simplefilter("default")
         warnings.showwarning = _show_warning
         try:
             return handler(args)
