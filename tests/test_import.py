@@ -133,6 +133,8 @@ def test_an_imported_run_plots_exports_shows_but_does_not_resume(db, tmp_path, c
     assert main(["plot", "seed", "-o", str(tmp_path / "seed.png"), "--db", db]) == 0
     assert main(["resume", "seed", "--db", db]) == 1
     assert "imported from another tool's log" in capsys.readouterr().err
+    assert main(["resume", "seed", "--check", "--db", db]) == 1
+    assert "imported from another tool's log, with no checkpoint: it cannot be resumed" in capsys.readouterr().out
     assert main(["verify", "--db", db]) == 0
 
 

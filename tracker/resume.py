@@ -91,6 +91,9 @@ def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]
 
 
 def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
+    if latest is not None and latest.status == "imported":
+        print(f"run {run.name}: imported from another tool's log, with no checkpoint: it cannot be resumed")
+        return 1
     point, problems = resume_point(store, run)
     print(f"run {run.name}: status {effective_status(run, latest)}, last committed epoch {_epoch(run.last_epoch)}, target epochs {run.target_epochs or '?'}")
     for problem in problems:
