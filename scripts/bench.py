@@ -254,12 +254,12 @@ def raw_sqlite_floor(path: Path) -> tuple[sqlite3.Connection, Callable[[], None]
 
 def row_commit(table: Table, plan: Plan, work: Path) -> None:
     progress("row 1: Store.commit_epoch vs raw sqlite3 (and MLflow log_metrics, if installed)")
-    from tracker.run import _this_process
+    from tracker.run import this_process
     from tracker.store import FileInfo, Retention, open_store
 
     with folder(work, "commit") as d:
         store = open_store(d / "tracker.db")
-        run, attempt = store.start_attempt("bench-commit", config={}, checkpoint_dir=str(d), process=_this_process(), force=False)
+        run, attempt = store.start_attempt("bench-commit", config={}, checkpoint_dir=str(d), process=this_process(), force=False)
         run = store.set_monitor(run, "val_loss", "min")
         raw, raw_commit = raw_sqlite_floor(d / "raw.db")
         epoch = iter(range(10**9))
@@ -478,14 +478,14 @@ def bulk_run(db: Path, name: str, n_epochs: int) -> int:
     The schema comes from `open_store` (the migrations), the run and its attempt from
     the store's own methods; only the epoch and metric rows are written here directly.
     """
-    from tracker.run import _this_process
+    from tracker.run import this_process
     from tracker.store import open_store
     from tracker.tables import epochs, metrics, runs
 
     store = open_store(db)
     try:
         run, attempt_id = store.start_attempt(name, config={}, checkpoint_dir=str(db.parent / name),
-                                              process=_this_process(), force=False)
+                                              process=this_process(), force=False)
         run = store.set_monitor(run, "val_loss", "min")
         t = datetime.now(timezone.utc)
         with store.engine.begin() as conn:

@@ -1,4 +1,4 @@
-"""The README's demo: train, SIGKILL mid-run, resume with ``python -m tracker.resume``, plot.
+"""The README's demo: train, SIGKILL mid-run, resume with ``tracker resume``, plot with ``tracker plot``.
 
 Everything it does is a real command, printed before it runs; the output goes
 to ``demo-out/``. Usage:
@@ -23,6 +23,12 @@ import tracker
 RUN = "demo-cnn"
 EPOCHS = 12
 KILL_AFTER = 4  # committed epochs before the kill
+
+
+def tracker_command() -> list[str]:
+    """The ``tracker`` console script of this interpreter's environment, else the same command as ``python -m tracker``."""
+    script = Path(sys.executable).with_name("tracker")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "tracker"]
 
 
 def step(title: str) -> None:
@@ -61,15 +67,16 @@ def main() -> int:
     child.wait()
     print(f"*** killed pid {child.pid} with SIGKILL; {committed(db)} epochs were committed", flush=True)
 
+    cli = tracker_command()
     step("2. The run shows as crashed; check its resume point")
-    run(sys.executable, "-m", "tracker", env=env)
-    run(sys.executable, "-m", "tracker.resume", RUN, "--check", env=env)
+    run(*cli, "list", env=env)
+    run(*cli, "resume", RUN, "--check", env=env)
 
     step("3. Resume it: same script, weights, optimizer state and epoch counter")
-    run(sys.executable, "-m", "tracker.resume", RUN, env=env)
+    run(*cli, "resume", RUN, env=env)
 
     step("4. Plot the curve, with the resume point marked")
-    run(sys.executable, "-m", "tracker.plot", RUN, "-o", str(out / "curves.png"), env=env)
+    run(*cli, "plot", RUN, "-o", str(out / "curves.png"), env=env)
     curve = tracker.curves(RUN, db=db)
     ok = curve["epoch"] == list(range(EPOCHS))
     print(f"\ncurve epochs: {curve['epoch']} -> {'no gap, no duplicate' if ok else 'WRONG'}")

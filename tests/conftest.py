@@ -158,3 +158,32 @@ def make_model(keras_env):
         return model
 
     return _make
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs folder, filled to the last byte by ``full_disk / "filler"``: every further write fails with ENOSPC.
+
+    Needs root (``mount``); skips with the reason otherwise.
+    """
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Write ``folder / "filler"`` until the file system has no byte left."""
+    with open(folder / "filler", "ab", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass

@@ -13,11 +13,13 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tracker
 from tests.servers import PG_PASSWORD
 from tracker.__main__ import main
+from tracker.cli import commands
 from tracker.db import locate
 from tracker.store import open_store
 
@@ -51,7 +53,7 @@ def test_list_prints_an_aligned_table(record, db, capsys, argv):
     assert main([*argv, "--db", db]) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "status", "epochs", "best", "updated"]
+    assert lines[0].split() == ["name", "status", "epochs", "best", "updated", "tags"]
     assert [line.split()[0] for line in lines[1:]] == ["a", "bb-longer-name"]
     # b's writer is this live process with a fresh heartbeat: running, not crashed; its target is unknown until fit ends.
     expected = [("completed", "3/3", "val_loss=0.52 at epoch 2"), ("running", "2/?", "val_loss=0.76 at epoch 1")]
@@ -259,12 +261,30 @@ def test_usage_errors_exit_2(db, argv):
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["show"], ["export"]], ids=["top", "list", "show", "export"])
+SUBCOMMANDS = ["list", "show", "export", "plot", "resume", "rm", "rename", "tag", "note", "verify", "gc", "import"]
+
+
+def test_the_subcommands_are_the_contract():
+    assert [c.name for c in commands()] == SUBCOMMANDS
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)], ids=["top", *SUBCOMMANDS])
 def test_help_has_an_example(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])
     assert exc.value.code == 0
-    assert "Example" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    example = out.split("Example:\n", 1)[1]
+    assert example.startswith("  tracker " + (command[0] if command else ""))
+    if command:
+        assert "--db DB" in out
+
+
+def test_every_subcommand_is_documented_in_the_readme():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Command line", 1)[1].split("\n## ", 1)[0]
+    for name in SUBCOMMANDS:
+        assert f"tracker {name}" in section, f"`tracker {name}` is missing from the README's Command line section"
 
 
 def test_password_is_never_printed(tmp_path):
@@ -288,12 +308,55 @@ def test_a_database_that_cannot_be_opened_is_a_one_line_error(tmp_path, url):
     assert "u:***@127.0.0.1" in result.stderr and "secret" not in result.stderr
 
 
-def test_cli_does_not_import_tensorflow_keras_or_matplotlib(record, db, tmp_path):
-    record("a", 1)
+@pytest.mark.parametrize(
+    "argv",
+    [["list"], ["show", "a"], ["export", "a"], ["plot", "a", "-o", "a.png"], ["resume", "a", "--check"],
+     ["tag", "a", "k=v"], ["note", "a", "text"], ["verify"], ["gc", "--dry-run"],
+     ["import", "h.csv", "--name", "imported"], ["rename", "a", "b"], ["rm", "b", "--yes"]],
+    ids=lambda argv: argv[0],
+)
+def test_no_subcommand_imports_tensorflow_or_keras(tmp_path, argv):
+    from tests.conftest import loss_at
+    from tracker import track
 
-    result = run_cli("-X", "importtime", "-m", "tracker", "list", "--db", db, cwd=tmp_path)
+    db = str(tmp_path / "t.db")
+    run = track("a", db=db, checkpoint_dir=str(tmp_path / "ckpt"))
+    run.start()
+    run.commit_epoch(0, loss_at(0), {"w": np.zeros(2)}, {})
+    run.finish("completed")
+    if argv[0] == "rm":
+        assert main(["rename", "a", "b", "--db", db]) == 0
+    (tmp_path / "h.csv").write_text("epoch,loss\n0,1.0\n")
+
+    result = run_cli("-X", "importtime", "-m", "tracker", *argv, "--db", db, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "import time:" in result.stderr
-    heavy = [line for line in result.stderr.splitlines() if any(m in line for m in ("tensorflow", "keras", "matplotlib"))]
+    # Only plot may import matplotlib.
+    avoid = ("tensorflow", "keras") if argv[0] == "plot" else ("tensorflow", "keras", "matplotlib")
+    heavy = [line for line in result.stderr.splitlines() if any(m in line for m in avoid)]
     assert heavy == []
+
+
+# -- a full disk (issue 10, item 18) -----------------------------------------
+
+
+@pytest.mark.parametrize("previous", [None, "epoch,loss\n0,1.0\n"], ids=["new-file", "existing-file"])
+def test_export_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk, capsys, previous):
+    from tests.conftest import fill
+
+    # About 25 KiB of CSV: more than the page that truncating the old file would free.
+    record("m", 120, metrics=lambda e: {f"metric_{i}": (e + i) / 7 for i in range(10)}, monitor="metric_0")
+    target = full_disk / "curve.csv"
+    if previous is not None:
+        target.write_text(previous)
+    fill(full_disk)
+
+    assert main(["export", "m", "--db", db, "-o", str(target)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err and str(target) in err
+    # The old file is untouched, or there is none; no temporary file is left behind.
+    assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curve.csv"] if previous else [])])
+    if previous is not None:
+        assert target.read_text() == previous

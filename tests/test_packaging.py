@@ -20,11 +20,13 @@ def test_wheel_ships_migrations_and_opens_a_database(tmp_path):
     )
     wheel = next((tmp_path / "dist").glob("tracker-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("tracker/_migrations/env.py", "tracker/_migrations/script.py.mako", "tracker/_migrations/versions/0001_initial.py"):
+    for expected in ("tracker/_migrations/env.py", "tracker/_migrations/script.py.mako", "tracker/_migrations/versions/0001_initial.py",
+                     "tracker/cli/__init__.py"):
         assert expected in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = "import tracker, tracker.store as s; s.open_store('fresh.db').close(); print(tracker.__file__)"
+    probe = ("import tracker, tracker.store as s; s.open_store('fresh.db').close(); print(tracker.__file__); "
+             "from tracker.cli import main; assert main(['list', '--db', 'fresh.db']) == 0")
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,

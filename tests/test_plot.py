@@ -162,3 +162,50 @@ def test_more_than_two_runs_stack_panels_with_legend_beside(record, db):
     assert [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes] == [(2, 1), (2, 1)]
     assert {"a loss", "b loss", "c loss"} <= set(_labels(fig.axes[0]))
     assert fig.axes[0].get_legend().get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1
+
+
+# -- odd curves and a full disk (issue 10, items 17 and 18) ------------------
+
+
+def test_an_all_nan_metric_is_left_out_with_a_warning(record, db):
+    import math
+
+    record("a", 3, metrics=lambda e: {"loss": 1.0 / (e + 1), "f1": math.nan})
+
+    with pytest.warns(UserWarning, match=r"'f1' of run 'a' has no finite value"):
+        fig = build_figure(["a"], db=db)
+
+    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+
+
+def test_a_run_without_epochs_is_left_out_of_a_multi_run_plot_with_a_warning(record, db, tmp_path, capsys):
+    record("a", 3)
+    record("empty", 0)
+
+    assert main(["a", "empty", "-o", str(tmp_path / "c.png"), "--db", db]) == 0
+
+    # The command line shows a warning as one line, without the library's source line.
+    assert capsys.readouterr().err == "warning: Run 'empty' has no committed epochs yet; it is left out of the plot.\n"
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.warns(UserWarning, match=r"Run 'empty' has no committed epochs yet; it is left out"):
+        fig = build_figure(["a", "empty"], db=db)
+    assert {label.split()[0] for ax in fig.axes for label in _labels(ax)} == {"a"}
+
+
+@pytest.mark.parametrize("previous", [None, b"<svg>old</svg>"], ids=["new-file", "existing-file"])
+def test_plot_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk, capsys, previous):
+    from tests.conftest import fill
+
+    record("a", 5)
+    target = full_disk / "curves.svg"
+    if previous is not None:
+        target.write_bytes(previous)
+    fill(full_disk)
+
+    assert main(["a", "-o", str(target), "--db", db]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err
+    assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curves.svg"] if previous else [])])
+    if previous is not None:
+        assert target.read_bytes() == previous

@@ -119,3 +119,20 @@ def test_a_live_run_is_not_resumed_without_force(record, db):
 )
 def test_entry_point_of_recorded_command(argv, kind):
     assert resume._entry_point(argv) == kind
+
+
+def test_the_resume_subcommand_is_the_same_command(tmp_path, script):
+    start_crashing(tmp_path, script)
+    result = subprocess.run([sys.executable, "-m", "tracker", "resume", "r"], cwd=tmp_path, env=env_for(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "started at epoch 3" in result.stdout
+    assert tracker.curves("r", db=str(tmp_path / "t.db"))["epoch"] == [0, 1, 2, 3, 4]
+
+
+def test_shim_help_keeps_its_own_name(capsys):
+    with pytest.raises(SystemExit) as exc:
+        resume.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m tracker.resume") and "  python -m tracker.resume cnn-baseline --check" in out

@@ -43,7 +43,7 @@ from tracker.checkpoint_file import (
 )
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
-from tracker.records import FileInfo
+from tracker.records import FileInfo, RunRow
 
 
 class Folder(Protocol):
@@ -63,6 +63,9 @@ class Folder(Protocol):
         the folder had no marker: it is new to the run.
         """
 
+    def owned_by(self, uid: str) -> bool:
+        """Whether this folder's ownership marker names run ``uid``; reads only, never writes."""
+
     def locate(self, info: FileInfo) -> FileInfo:
         """Where the recorded checkpoint ``info`` is now: in this folder under its own name, if it is
         there (the folder was moved, or reached by another path), else at its recorded path."""
@@ -73,17 +76,26 @@ class Folder(Protocol):
     def delete(self, paths: list[str]) -> None:
         """Delete checkpoint files that the database no longer points at."""
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         """Delete this folder's checkpoint files that no database row points at; return them.
 
         Files are matched by name, which is never reused, not by the path recorded: the same
         folder may have been recorded under another path. Call only while holding the run's
-        writer claim: then no other process can be writing here. Files that tracker did not
-        name are never touched.
+        writer claim, or for a run with no live writer: then no other process can be writing
+        here. Files that tracker did not name are never touched. ``dry_run=True`` only returns
+        them (for ``tracker verify`` and ``tracker gc --dry-run``).
         """
 
     def release(self) -> None:
         """Remove this run's marker, and the folder if nothing else is in it: for a run that is discarded."""
+
+
+def run_folder(run: RunRow, storage_options: Mapping[str, Any] | None = None) -> Folder | None:
+    """The folder that ``run`` recorded for its checkpoints, or None for a run that has none (an imported one)."""
+    if not run.checkpoint_dir:
+        return None
+    parent, _, name = run.checkpoint_dir.rstrip("/").rpartition("/")
+    return open_folder(parent, name, storage_options)
 
 
 def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
@@ -137,6 +149,13 @@ class LocalFolder:
         refuse_foreign(self.location, recorded, uid)
         return False
 
+    def owned_by(self, uid: str) -> bool:
+        try:
+            recorded = (self.path / MARKER).read_text().splitlines()
+        except OSError:
+            return False
+        return bool(recorded) and recorded[0] == uid
+
     def locate(self, info: FileInfo) -> FileInfo:
         here = self.path / Path(info.path).name
         if str(here) != info.path and here.is_file():
@@ -169,7 +188,7 @@ class LocalFolder:
             here = self.path / Path(p).name
             (here if here.is_file() else Path(p)).unlink(missing_ok=True)
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         if not self.path.is_dir():
             return []
         names = {Path(p).name for p in referenced}
@@ -177,7 +196,8 @@ class LocalFolder:
         for entry in self.path.iterdir():
             orphan = TEMP_NAME.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and entry.name not in names)
             if orphan and entry.is_file():
-                entry.unlink(missing_ok=True)
+                if not dry_run:
+                    entry.unlink(missing_ok=True)
                 removed.append(str(entry))
         return removed
 

@@ -12,14 +12,16 @@ Example:
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracker.atomic import replace_atomically
 from tracker.errors import TrackerError
 from tracker.store import open_store
 
@@ -84,7 +86,9 @@ def plot(
     fmt = _check_output(path)
     figure = build_figure(runs, db=db, metrics=metrics)
     try:
-        figure.savefig(path, format=fmt)
+        # Never a truncated image under the asked name, even on a full disk.
+        with replace_atomically(path) as f:
+            figure.savefig(f, format=fmt)
     except OSError as e:
         raise TrackerError(f"Cannot write {path}: {e.strerror or e}.") from e
     return path
@@ -106,32 +110,55 @@ def _check_output(path: Path) -> str:
 
 
 def _load(names: list[str], db: str | os.PathLike[str] | None) -> list[_RunData]:
+    """The runs' curves; a run without epochs is left out with a warning, unless no run has any."""
     store = open_store(db, create=False)
     try:
-        data = []
+        data, empty = [], []
         for name in dict.fromkeys(names):  # a name given twice is drawn once
             run = store.get_run(name)
             resumed = sorted({a.initial_epoch for a in store.attempts(run.id) if a.initial_epoch > 0})
             # Read after the run row, so the curve holds at least the best epoch the row names.
             curve = store.live_curve(run.id)
-            if not curve["epoch"]:
-                raise TrackerError(f"Run {name!r} has no committed epochs yet; nothing to plot.")
-            data.append(_RunData(name, curve, resumed, run.monitor, run.best_epoch, run.best_value))
-        return data
+            if curve["epoch"]:
+                data.append(_RunData(name, curve, resumed, run.monitor, run.best_epoch, run.best_value))
+            else:
+                empty.append(name)
     finally:
         store.close()
+    if not data:
+        raise TrackerError(f"Run(s) {', '.join(map(repr, empty))} have no committed epochs yet; nothing to plot.")
+    for name in empty:
+        # stacklevel: _load <- build_figure <- the caller.
+        warnings.warn(f"Run {name!r} has no committed epochs yet; it is left out of the plot.", stacklevel=3)
+    return data
+
+
+def _drawable(data: list[_RunData]) -> list[_RunData]:
+    """The runs with each metric that has no finite value left out, with a warning: it would draw nothing."""
+    kept = []
+    for d in data:
+        blank = [m for m, values in d.curve.items() if m != "epoch" and not any(math.isfinite(v) for v in values)]
+        for m in blank:
+            warnings.warn(f"Metric {m!r} of run {d.name!r} has no finite value (all NaN or infinite); it is not drawn.", stacklevel=3)
+        kept.append(dataclasses.replace(d, curve={m: v for m, v in d.curve.items() if m not in blank}))
+    return kept
+
+
+def _check_metrics(data: list[_RunData], metrics: list[str] | None) -> None:
+    """Raise `ValueError` if ``metrics`` names a metric that none of the runs recorded."""
+    names = sorted({m for d in data for m in d.curve if m != "epoch"})
+    unknown = [m for m in metrics or () if m not in names and m not in {_family(n) for n in names}]
+    if unknown:
+        raise ValueError(f"No metric named {', '.join(map(repr, unknown))} in these runs. Available: {', '.join(names)}.")
 
 
 def _families(data: list[_RunData], metrics: list[str] | None) -> dict[str, list[str]]:
     """Each panel's family with its metric names, ``loss`` first, then alphabetical."""
     names = sorted({m for d in data for m in d.curve if m != "epoch"})
     if metrics is not None:
-        unknown = [m for m in metrics if m not in names and m not in {_family(n) for n in names}]
-        if unknown:
-            raise ValueError(f"No metric named {', '.join(map(repr, unknown))} in these runs. Available: {', '.join(names)}.")
         names = [n for n in names if n in metrics or _family(n) in metrics]
     if not names:
-        raise TrackerError(f"Run(s) {', '.join(d.name for d in data)} recorded no metrics; nothing to plot.")
+        raise TrackerError(f"Run(s) {', '.join(d.name for d in data)} recorded no metric with a finite value; nothing to plot.")
     panels: dict[str, list[str]] = {}
     for n in sorted(names, key=lambda n: (_family(n) != "loss", _family(n), n.startswith("val_"))):
         panels.setdefault(_family(n), []).append(n)
@@ -160,6 +187,8 @@ def build_figure(
     if not runs:
         raise ValueError("No runs to plot. Pass at least one run name.")
     data = _load(runs, db)
+    _check_metrics(data, metrics)
+    data = _drawable(data)
     panels = _families(data, metrics)
     # Figure without pyplot: no global state, no GUI backend, safe on a headless server.
     from matplotlib.figure import Figure
@@ -209,34 +238,14 @@ def _draw_run(ax: Axes, d: _RunData, fam: str, names: list[str], *, color: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tracker.plot``: write the learning curves of runs to a PNG, SVG or PDF file.
+    """``python -m tracker.plot``: the same as ``tracker plot`` (see `tracker.cli`), kept for existing scripts.
 
     Exit status 0 on success, 1 with one ``error: ...`` line on stderr for anything `plot`
-    rejects (an unsupported extension included, since `plot` checks it for API callers too),
-    2 for argparse usage errors.
+    rejects, 2 for usage errors.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m tracker.plot",
-        description="Draw the learning curves of tracked runs into an image: one panel per metric\n"
-        "(val_ metrics share it, dashed), resume points dotted, the best epoch starred.",
-        epilog="Examples:\n  python -m tracker.plot cnn-a -o cnn-a.png\n"
-        "  python -m tracker.plot cnn-a cnn-b -o compare.pdf --db runs.db --metrics loss accuracy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="names of the runs to overlay")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="image to write; the extension picks the format: .png, .svg or .pdf")
-    parser.add_argument("--db", help="SQLite file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)")
-    parser.add_argument("--metrics", nargs="+", metavar="NAME",
-                        help="only these metrics; a family such as 'loss' includes 'val_loss' (default: all)")
-    args = parser.parse_args(argv)
-    try:
-        path = plot(args.runs, args.output, db=args.db, metrics=args.metrics)
-    except (TrackerError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    from tracker.cli import run_command
+
+    return run_command("plot", argv, prog="python -m tracker.plot")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,10 @@ class RunInfo:
     best_epoch: int | None
     best_value: float | None
     config: dict[str, Any]
+    #: Set with ``tracker tag RUN KEY=VALUE``.
+    tags: dict[str, str] = field(default_factory=dict)
+    #: Set with ``tracker note RUN TEXT``.
+    note: str | None = None
 
 
 def effective_status(run: RunRow, attempt: AttemptRow | None) -> str:
@@ -48,20 +52,24 @@ def runs(db: str | os.PathLike[str] | None = None) -> list[RunInfo]:
 
     Example:
         >>> for r in tracker.runs():                                # doctest: +SKIP
-        ...     print(r.name, r.status, r.last_epoch, r.best_value)
+        ...     print(r.name, r.status, r.last_epoch, r.best_value, r.tags.get("dataset"))
 
     Args:
         db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
     """
     store = open_store(db, create=False)
     try:
+        found = store.list_runs()
+        notes = store.annotations()
         return [
             RunInfo(
                 name=r.name, status=effective_status(r, a), last_epoch=r.last_epoch, target_epochs=r.target_epochs,
                 created_at=r.created_at, updated_at=r.updated_at, monitor=r.monitor,
                 best_epoch=r.best_epoch, best_value=r.best_value, config=r.config,
+                # A run created after list_runs read has no annotations yet.
+                tags=notes.get(r.id, ({}, None))[0], note=notes.get(r.id, ({}, None))[1],
             )
-            for r, a in store.list_runs()
+            for r, a in found
         ]
     finally:
         store.close()

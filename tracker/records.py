@@ -39,6 +39,10 @@ class Status(str, enum.Enum):
     CRASHED = "crashed"
     #: Another process took the run over (``--force``) while this attempt's process lived.
     TAKEN_OVER = "taken-over"
+    #: A run made by ``tracker import`` from another tool's history: it has no checkpoint.
+    IMPORTED = "imported"
+    #: ``tracker rm`` began deleting the run; ``tracker gc`` finishes it.
+    DELETING = "deleting"
 
     def __str__(self) -> str:
         return self.value

@@ -81,6 +81,13 @@ class RemoteFolder:
         checkpoint.refuse_foreign(str(self), recorded, uid)
         return False
 
+    def owned_by(self, uid: str) -> bool:
+        try:
+            recorded = self._fs.cat_file(self._key(checkpoint.MARKER)).decode().splitlines()
+        except FileNotFoundError:
+            return False
+        return bool(recorded) and recorded[0] == uid
+
     def locate(self, info: FileInfo) -> FileInfo:
         name = info.path.rsplit("/", 1)[-1]
         if info.path != self._url(name) and self._fs.exists(self._key(name)):
@@ -114,10 +121,11 @@ class RemoteFolder:
             except FileNotFoundError:
                 pass
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         kept = {p.rsplit("/", 1)[-1] for p in referenced}
         orphans = [self._url(n) for n in self._names() if n not in kept]
-        self.delete(orphans)
+        if not dry_run:
+            self.delete(orphans)
         return orphans
 
     def release(self) -> None:

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 from tracker import checkpoint, settings
-from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.errors import CheckpointError, ResumeError, RunLockedError
 from tracker.faults import pause_point
 from tracker.query import effective_status
+from tracker.records import AttemptRow, EpochRow, RunRow, Status
 from tracker.redact import redact, unredact
-from tracker.records import AttemptRow, EpochRow, RunRow
 from tracker.store import Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W")
@@ -37,6 +37,8 @@ def launch_command(attempt: AttemptRow) -> list[str]:
         ResumeError: The interpreter, working directory or script is gone, or the run
             was started in a way that cannot be re-launched (``-c``, stdin, a notebook).
     """
+    if attempt.status == Status.IMPORTED:
+        raise ResumeError("The run was imported from another tool's log: it has no checkpoint, so it cannot be resumed.")
     p = attempt.process
     if not Path(p.executable).exists():
         raise ResumeError(f"The run's Python interpreter {p.executable} no longer exists. Re-run the training script by hand with the same run name.")
@@ -80,7 +82,7 @@ def _entry_point(argv: list[str]) -> tuple[str, str]:
 def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]:
     """The newest live checkpoint that verifies, and why each newer one does not."""
     problems = []
-    folder = run_folder(run)
+    folder = checkpoint.run_folder(run)
     for row in store.checkpoints(run.id):
         try:
             checkpoint.load(folder.locate(row.checkpoint))
@@ -92,6 +94,9 @@ def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]
 
 
 def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
+    if latest is not None and latest.status == Status.IMPORTED:
+        print(f"run {run.name}: imported from another tool's log, with no checkpoint: it cannot be resumed")
+        return 1
     point, problems = resume_point(store, run)
     print(f"run {run.name}: status {effective_status(run, latest)}, last committed epoch {_epoch(run.last_epoch)}, target epochs {run.target_epochs or '?'}")
     for problem in problems:
@@ -105,11 +110,6 @@ def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
     print(f"  resume point: epoch {point.epoch} ({point.checkpoint.path}, {point.checkpoint.size} bytes, sha256 ok)")
     print(f"  a resume continues at epoch {point.epoch + 1}")
     return 0
-
-
-def run_folder(run: RunRow) -> checkpoint.Folder:
-    """The run's checkpoint folder where it was last opened: recorded files are looked up there first."""
-    return checkpoint.open_folder(_parent(run.checkpoint_dir), run.name)
 
 
 def _parent(location: str) -> str:
@@ -126,7 +126,7 @@ def _rewind(store: Store, run: RunRow, epoch: int, *, force: bool) -> None:
         kept = ", ".join(str(r.epoch) for r in reversed(store.checkpoints(run.id))) or "none"
         raise ResumeError(f"Run {run.name!r} has no kept checkpoint for epoch {epoch} (kept: {kept}). Choose one of those with --from-epoch.")
     try:
-        checkpoint.load(run_folder(run).locate(row.checkpoint))
+        checkpoint.load(checkpoint.run_folder(run).locate(row.checkpoint))
     except CheckpointError as e:
         raise ResumeError(f"Cannot rewind run {run.name!r} to epoch {epoch}: {e}.") from e
     # Retires a live writer in the same transaction: with --force it can no longer commit past the rewind.
@@ -136,22 +136,10 @@ def _rewind(store: Store, run: RunRow, epoch: int, *, force: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tracker.resume",
-        description="Continue a crashed or stopped run by re-launching its training command.",
-        epilog="Example: python -m tracker.resume cnn-baseline --check",
-    )
-    parser.add_argument("run", help="the run's name")
-    parser.add_argument("--db", help="database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)")
-    parser.add_argument("--check", action="store_true", help="report the resume point and verify its file, without training")
-    parser.add_argument("--from-epoch", type=int, metavar="K", help="rewind: continue from epoch K's checkpoint; later epochs are kept as superseded")
-    parser.add_argument("--force", action="store_true", help="resume even if the run's process looks alive")
-    args = parser.parse_args(argv)
-    try:
-        return _resume(args)
-    except (TrackerError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    """``python -m tracker.resume``: the same as ``tracker resume`` (see `tracker.cli`), kept for existing scripts."""
+    from tracker.cli import run_command
+
+    return run_command("resume", argv, prog="python -m tracker.resume")
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -185,7 +185,7 @@ class Run:
             self._before = self._store.find_run(self.name)
             self._run, self._attempt_id = self._store.start_attempt(
                 self.name, config=self._config, checkpoint_dir=self.folder.location, force=self._force,
-                process=_this_process(self._integration.versions if self._integration else ()),
+                process=this_process(self._integration.versions if self._integration else ()),
             )
         except BaseException:
             self._store.close()
@@ -464,7 +464,8 @@ def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         raise TypeError(f"Invalid value for argument `config`: it must be JSON-able ({e}).") from e
 
 
-def _this_process(frameworks: tuple[str, ...]) -> ProcessInfo:
+def this_process(frameworks: tuple[str, ...] = ()) -> ProcessInfo:
+    """How this process was started, to record with an attempt: enough to launch it again."""
     versions = {"python": sys.version.split()[0]}
     for dist in (*_VERSIONED, *frameworks):
         try:

@@ -39,7 +39,7 @@ from tracker.records import (
     now,
 )
 from tracker.redact import redact
-from tracker.tables import attempts, epochs, metrics, runs
+from tracker.tables import attempts, epochs, metrics, runs, tags
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -558,6 +558,152 @@ class Store:
         )
         with self._read() as conn:
             return [(r[0], r[1], bool(r[2]), r[3], _py_value(r[4])) for r in conn.execute(q)]
+
+    # -- run management: tags, notes, rename, delete, import ------------------
+
+    def annotations(self) -> dict[int, tuple[dict[str, str], str | None]]:
+        """Every run's ``(tags, note)`` by run id."""
+        with self._read() as conn:
+            found: dict[int, tuple[dict[str, str], str | None]] = {
+                run_id: ({}, note) for run_id, note in conn.execute(sa.select(runs.c.id, runs.c.note))
+            }
+            for run_id, key, value in conn.execute(sa.select(tags.c.run_id, tags.c.key, tags.c.value).order_by(tags.c.key)):
+                found[run_id][0][key] = value
+        return found
+
+    def set_tags(self, run: RunRow, values: Mapping[str, str], remove: Sequence[str] = ()) -> dict[str, str]:
+        """Set the tags ``values`` (replacing a key's old value) and remove the keys ``remove``; return all tags."""
+        with self._write() as conn:
+            keys = list(values) + list(remove)
+            if keys:
+                conn.execute(tags.delete().where(tags.c.run_id == run.id, tags.c.key.in_(keys)))
+            if values:
+                conn.execute(tags.insert(), [{"run_id": run.id, "key": k, "value": v} for k, v in values.items()])
+            return dict(conn.execute(sa.select(tags.c.key, tags.c.value).where(tags.c.run_id == run.id).order_by(tags.c.key)).all())
+
+    def set_note(self, run: RunRow, text: str | None) -> None:
+        """Replace the run's note; None removes it."""
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run.id).values(note=text))
+
+    def rename_run(self, run: RunRow, new_name: str, moved: tuple[str, str] | None = None) -> None:
+        """Rename the run in ONE transaction, refused with `RunLockedError` while its writer is alive.
+
+        ``moved=(old_folder, new_folder)`` also points the run's checkpoint folder and every recorded
+        checkpoint path under ``old_folder`` at ``new_folder``: call it only once the files exist there.
+        """
+        t = now()
+        with self._write() as conn:
+            self._refuse_live(conn, run, "Rename it once it has stopped.")
+            taken = conn.scalar(sa.select(runs.c.id).where(runs.c.name == new_name))
+            if taken is not None:
+                raise ValueError(f"A run named {new_name!r} already exists in {self.display}. Choose another name, or remove that run first.")
+            values: dict[str, object] = {"name": new_name, "updated_at": t}
+            if moved is not None:
+                old, new = moved
+                values["checkpoint_dir"] = new
+                prefix = old.rstrip("/") + "/"
+                rows = conn.execute(
+                    sa.select(epochs.c.id, epochs.c.checkpoint_path).where(epochs.c.run_id == run.id, epochs.c.checkpoint_path.is_not(None))
+                ).all()
+                for epoch_id, path in rows:
+                    if path.startswith(prefix):
+                        conn.execute(epochs.update().where(epochs.c.id == epoch_id).values(checkpoint_path=new.rstrip("/") + "/" + path[len(prefix):]))
+            conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
+
+    def begin_delete(self, run: RunRow, *, force: bool) -> RunRow:
+        """First step of deleting a run: mark it ``deleting`` and no longer pointing at any file, in ONE transaction.
+
+        After this commit every checkpoint of the run is an orphan (that `tracker.manage` deletes next) and
+        the old writer, if any, is fenced out. Refused with `RunLockedError` while the writer is alive, unless ``force``.
+        """
+        with self._write() as conn:
+            if not force:
+                self._refuse_live(conn, run, "Stop it first, or pass --force.")
+            conn.execute(epochs.update().where(epochs.c.run_id == run.id).values(checkpoint_deleted=True))
+            conn.execute(runs.update().where(runs.c.id == run.id).values(status=Status.DELETING, writer_attempt_id=None, updated_at=now()))
+            return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().one())
+
+    def finish_delete(self, run: RunRow) -> None:
+        """Last step of deleting a run: remove all its rows in ONE transaction (its files must be gone already)."""
+        with self._write() as conn:
+            conn.execute(metrics.delete().where(metrics.c.run_id == run.id))
+            conn.execute(epochs.delete().where(epochs.c.run_id == run.id))
+            conn.execute(attempts.delete().where(attempts.c.run_id == run.id))
+            conn.execute(tags.delete().where(tags.c.run_id == run.id))
+            conn.execute(runs.delete().where(runs.c.id == run.id, runs.c.status == Status.DELETING))
+
+    def apply_retention(self, run: RunRow, retention: Retention, *, dry_run: bool = False) -> list[FileInfo]:
+        """Mark the checkpoints of a stopped run that ``retention`` does not keep as deleted; return them.
+
+        One transaction; a run whose writer is alive is left alone (returns nothing). The caller deletes
+        the files after. ``dry_run=True`` rolls the marking back and only returns what it would mark.
+        """
+        with self._write() as conn:
+            current = conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().first()
+            if current is None or self._writer_alive(conn, current["writer_attempt_id"]):
+                return []
+            kept = {r.checkpoint_path: r for r in conn.execute(_kept(run.id))}
+            # A savepoint, so that a dry run computes exactly what the real one would, with the same code.
+            savepoint = conn.begin_nested()
+            doomed = _retire(conn, run.id, retention, current["best_epoch"])
+            if dry_run:
+                savepoint.rollback()
+            else:
+                savepoint.commit()
+        return [FileInfo(p, kept[p].checkpoint_size, kept[p].checkpoint_sha256) for p in doomed]
+
+    def begin_import(self, name: str, *, process: ProcessInfo, config: Mapping[str, object], monitor: str | None, mode: str) -> tuple[RunRow, int]:
+        """Create a run for an imported history, with one attempt as its writer. Refused if the name exists.
+
+        The run has no checkpoint folder (``checkpoint_dir`` is empty). `finish_attempt` with status
+        ``imported`` marks the run and the attempt as imported once `commit_history` has written the curve.
+        """
+        t = now()
+        with self._write() as conn:
+            if conn.scalar(sa.select(runs.c.id).where(runs.c.name == name)) is not None:
+                raise ValueError(f"A run named {name!r} already exists in {self.display}. Pass --replace to replace it, or choose another --name.")
+            run_id = conn.execute(
+                runs.insert().values(
+                    name=name, uid=uuid.uuid4().hex, status=Status.RUNNING, created_at=t, updated_at=t,
+                    config=json.dumps(dict(config), sort_keys=True), checkpoint_dir="", monitor=monitor, mode=mode,
+                )
+            ).inserted_primary_key[0]
+            attempt_id = conn.execute(
+                attempts.insert().values(
+                    run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
+                    host=process.host, pid=process.pid, executable=process.executable,
+                    argv=json.dumps(process.argv), cwd=process.cwd, versions=json.dumps(process.versions, sort_keys=True),
+                )
+            ).inserted_primary_key[0]
+            conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=attempt_id))
+            return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()), attempt_id
+
+    def _writer_alive(self, conn: sa.Connection, attempt_id: int | None) -> AttemptRow | None:
+        """The run's writer attempt if it still holds its lease, else None."""
+        if attempt_id is None:
+            return None
+        row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).mappings().first()
+        writer = _attempt_row(row) if row is not None else None
+        return writer if writer is not None and writer.alive() else None
+
+    def refuse_live(self, run: RunRow, what_to_do: str) -> None:
+        """Raise `RunLockedError`, ending with ``what_to_do``, if the run's writer still holds its lease."""
+        with self._read() as conn:
+            self._refuse_live(conn, run, what_to_do)
+
+    def live_writer(self, run: RunRow) -> AttemptRow | None:
+        """The run's writer attempt as the database says now, if it still holds its lease; else None."""
+        with self._read() as conn:
+            return self._writer_alive(conn, conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id)))
+
+    def _refuse_live(self, conn: sa.Connection, run: RunRow, what_to_do: str) -> None:
+        current = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
+        writer = self._writer_alive(conn, current)
+        if writer is not None:
+            raise RunLockedError(
+                f"Run {run.name!r} is being written by pid {writer.process.pid} on host {writer.process.host}. {what_to_do}"
+            )
 
 
 def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:

@@ -32,6 +32,8 @@ runs = sa.Table(
     sa.Column("best_value", sa.Double),
     # The attempt allowed to write; a commit from any other attempt is refused (fencing).
     sa.Column("writer_attempt_id", sa.Integer),
+    # Free text from `tracker note`.
+    sa.Column("note", sa.Text),
 )
 
 attempts = sa.Table(
@@ -100,4 +102,14 @@ metrics = sa.Table(
     sa.Column("superseded", sa.Boolean, nullable=False),
     # One metric's curve is one range scan of this covering index.
     sa.Index("ix_metrics_curve", "run_id", "name", "superseded", "epoch", "value"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    # `list --tag KEY=VALUE` looks runs up by tag.
+    sa.Index("ix_tags_key_value", "key", "value"),
 )

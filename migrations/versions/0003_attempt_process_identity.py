@@ -20,11 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("attempts") as batch:
-        # "<boot id>:<start time in clock ticks since boot>" from /proc; NULL where unknown.
-        batch.add_column(sa.Column("process_start", sa.String(64)))
+    # "<boot id>:<start time in clock ticks since boot>" from /proc; NULL where unknown.
+    op.add_column("attempts", sa.Column("process_start", sa.String(64)))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("attempts") as batch:
-        batch.drop_column("process_start")
+    # In place, not through a batch copy: on SQLite, dropping the copied table would cascade to every epoch.
+    op.drop_column("attempts", "process_start")
