@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from tracker.errors import NotADatabaseError, StoreError
+from tracker.redact import redact
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -45,29 +46,15 @@ def locate(db: str) -> Database:
         try:
             url = sa.make_url(db)
         except (sa.exc.ArgumentError, ValueError) as e:
-            raise ValueError(f"Invalid database URL {mask(db)!r}: {e}") from e
+            raise ValueError(f"Invalid database URL {redact(db)!r}: {e}") from e
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser().absolute()
             return Database(url.set(database=str(path)), str(path), path)
-        return Database(url, _masked(url), None)
+        return Database(url, redact(url.render_as_string(hide_password=False)), None)
     if not db:
         raise ValueError("Database path is empty. Pass a file path or a SQLAlchemy URL.")
     path = Path(db).expanduser().absolute()
     return Database(sa.URL.create("sqlite", database=str(path)), str(path), path)
-
-
-def mask(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print."""
-    try:
-        return _masked(sa.make_url(url))
-    except (sa.exc.ArgumentError, ValueError):
-        return "<unparseable database URL>"
-
-
-def _masked(url: sa.URL) -> str:
-    # libpq also takes the password as a query parameter, which hide_password leaves alone.
-    secret = {k: "***" for k in url.query if k.lower() in ("password", "passwd", "sslpassword")}
-    return url.update_query_dict(secret).render_as_string(hide_password=True)
 
 
 def check_sqlite_file(path: Path, *, create: bool) -> None:
