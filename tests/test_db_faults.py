@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -166,31 +167,34 @@ def test_a_bad_lock_timeout_is_refused(value, monkeypatch, sqlite_db, ckpt):
 # -- 9: read-only ------------------------------------------------------------
 
 
-_READ_ONLY_MOUNT = """
+_MOUNT_READ_ONLY = """
 set -e
 mount --bind "$DIR" "$DIR"
 mount -o remount,ro,bind "$DIR"
-if touch "$DIR/probe" 2>/dev/null; then echo "the mount is writable" >&2; exit 99; fi
 """
-_READ_EVERYTHING = _READ_ONLY_MOUNT + """
+_CHECK_READ_ONLY = """
+set -e
+if touch "$DIR/probe" 2>/dev/null; then echo "the folder is writable" >&2; exit 99; fi
+"""
+_READ_EVERYTHING = """
 python -m tracker list --db "$DIR/tracker.db"
 python -m tracker show r --db "$DIR/tracker.db"
 python -c 'import sys, tracker; print("curve", tracker.curves("r", db=sys.argv[1])["epoch"])' "$DIR/tracker.db"
 python -m tracker.plot r --db "$DIR/tracker.db" -o "$OUT/curves.png"
 """
+_UNSHARE = ["unshare", "--map-root-user", "--mount"]
 
 
-def read_on_a_read_only_mount(folder: Path, out: Path, script: str = _READ_EVERYTHING) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a private mount namespace where ``folder`` is a read-only bind mount.
+def read_only(folder: Path, out: Path, commands: str) -> subprocess.CompletedProcess[str]:
+    """Run the shell ``commands`` in a private mount namespace where ``folder`` is a read-only bind mount.
 
-    A real read-only mount (EROFS) stops root too, where chmod would not.
+    A read-only mount stops root too (EROFS), where chmod would not.
     """
-    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script]
+    if not shutil.which("unshare") or subprocess.run([*_UNSHARE, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a private mount namespace (unshare --map-root-user --mount) for a read-only mount")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}, "DIR": str(folder), "OUT": str(out), "MPLBACKEND": "Agg"}
-    try:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    except FileNotFoundError:
-        pytest.fail("unshare (util-linux) is needed to make a read-only mount for this test")
+    command = [*_UNSHARE, "sh", "-c", _MOUNT_READ_ONLY + _CHECK_READ_ONLY + commands]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def crashed_writer(db: str, ckpt: str, epochs: int) -> None:
@@ -208,7 +212,7 @@ os._exit(9)
 
 @sqlite_only
 @pytest.mark.parametrize("leftover_wal", [False, True], ids=["closed-cleanly", "crashed-writer-wal"])
-def test_readers_work_on_a_read_only_mount(db, record, ckpt, tmp_path, leftover_wal):
+def test_readers_work_on_a_read_only_folder(db, record, ckpt, tmp_path, leftover_wal):
     if leftover_wal:
         crashed_writer(db, ckpt, 4)
         assert Path(f"{db}-wal").stat().st_size > 0  # the committed epochs live in the WAL
@@ -220,7 +224,7 @@ def test_readers_work_on_a_read_only_mount(db, record, ckpt, tmp_path, leftover_
     out.mkdir()
     before = {p.name: sha256(p) for p in folder.iterdir() if p.is_file()}
 
-    result = read_on_a_read_only_mount(folder, out)
+    result = read_only(folder, out, _READ_EVERYTHING)
 
     assert result.returncode == 0, result.stderr
     assert "curve [0, 1, 2, 3]" in result.stdout
@@ -232,9 +236,7 @@ def test_readers_work_on_a_read_only_mount(db, record, ckpt, tmp_path, leftover_
 def test_a_read_only_database_whose_wal_cannot_be_read_is_refused_rather_than_read_stale(db, ckpt, tmp_path):
     crashed_writer(db, ckpt, 4)
     Path(f"{db}-shm").unlink()  # copied without it, say: SQLite would have to create it
-    script = _READ_ONLY_MOUNT + 'python -m tracker show r --db "$DIR/tracker.db"'
-
-    result = read_on_a_read_only_mount(Path(db).parent, tmp_path, script)
+    result = read_only(Path(db).parent, tmp_path, 'python -m tracker show r --db "$DIR/tracker.db"')
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: Cannot open database") and result.stderr.count("\n") == 1
