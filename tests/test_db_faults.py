@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import tracker
 from tests.servers import sqlite_only
 from tracker import db as dbmod
+from tracker import migrate
 from tracker.__main__ import main
 from tracker.store import open_store
 
@@ -72,7 +73,7 @@ def other_tracker_database(path: Path, ckpt: str) -> None:
 def test_a_database_deleted_mid_run_stops_the_next_commit(db, record):
     run = record("r", 2, finish=None)
     os.unlink(db)
-    with pytest.raises(tracker.StoreError, match=f"Database {db} was deleted while this process was using it"):
+    with pytest.raises(tracker.StoreError, match=f"Database {db} was deleted or moved away while this process was using it"):
         run.commit_epoch(2, {"loss": 0.1}, {"w": np.zeros(2)}, {})
 
 
@@ -230,6 +231,20 @@ def test_readers_work_on_a_read_only_folder(db, record, ckpt, tmp_path, leftover
     assert "curve [0, 1, 2, 3]" in result.stdout
     assert "r " in result.stdout and (out / "curves.png").stat().st_size > 0
     assert {p.name: sha256(p) for p in folder.iterdir() if p.is_file()} == before
+
+
+@sqlite_only
+def test_a_read_only_database_at_an_older_schema_is_refused_clearly(db, record):
+    record("r", 1)
+    store = open_store(db)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    store.close()
+    database = dbmod.locate(db)
+    engine = dbmod.create_engine(database, read_only_uri=dbmod.peek(database.path).read_only_uri)
+    with pytest.raises(tracker.SchemaError, match="cannot be written here and has schema revision '0001', older than this tracker's"):
+        migrate.upgrade(engine, database.display, read_only=True)
+    engine.dispose()
 
 
 @sqlite_only

@@ -190,8 +190,8 @@ class _SameFile:
             st = os.stat(self.path)
         except FileNotFoundError:
             return (
-                f"Database {self.path} was deleted while this process was using it; stopped, since nobody could read "
-                "what it wrote next. Restore the file (its epochs are in it) and resume the run, or start over with a new database."
+                f"Database {self.path} was deleted or moved away while this process was using it; stopped, since nobody "
+                "could read what it wrote next. Put the file back (its epochs are in it) and resume the run, or start over with a new database."
             )
         if (st.st_dev, st.st_ino) != self._identity:
             return (
