@@ -136,8 +136,10 @@ def test_a_failed_attempt_records_its_error_masked(postgres_db, ckpt):
         ("--db=postgresql://u:correct horse: battery@h/db", "--db=postgresql://u:***@h/db"),
         ("postgresql://h/db?password=pa ss&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
         ("postgresql://h/db?password=pa ss", "postgresql://h/db?password=***"),
+        ("postgresql://u:a/b+c=@h/db", "postgresql://u:***@h/db"),
     ],
-    ids=["userinfo", "escaped", "query", "no-password", "no-userinfo", "spaced", "spaced-option", "spaced-query", "spaced-query-last"],
+    ids=["userinfo", "escaped", "query", "no-password", "no-userinfo", "spaced", "spaced-option", "spaced-query",
+         "spaced-query-last", "slash"],
 )
 def test_redact(text, masked):
     assert redact(text) == masked
@@ -150,8 +152,9 @@ def test_redact(text, masked):
         "Cannot open database postgresql://u:***@h/db: connection refused",
         "Cannot open database postgresql://h/db?password=***: connection refused",
         "could not connect to postgresql://db.lan:5432/runs",
+        "could not connect to postgresql://db.lan:5432/runs as me@corp",
     ],
-    ids=["masked-userinfo", "masked-query", "port"],
+    ids=["masked-userinfo", "masked-query", "port", "port-then-at"],
 )
 def test_masking_keeps_the_rest_of_a_message(text):
     assert redact(text) == text

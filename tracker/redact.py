@@ -18,10 +18,11 @@ import re
 
 MASK = "***"
 
-# scheme://user:PASSWORD@ — as SQLAlchemy parses a URL, the password runs to the next '@', spaces
-# included: a user types `--db "postgresql://u:pa ss@h/db"` unescaped. It stops at '/' and at a line's
-# end, so that 'host:5432/db' in a message followed later by some '@' is not taken for one.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^@/\n]*(?P<at>@)")
+# scheme://user:PASSWORD@ — as SQLAlchemy parses a URL, the password runs to the next '@': users type
+# `--db "postgresql://u:pa ss@h/db"` or a base64 password with '/' in it unescaped. A password with
+# whitespace in it may not hold '/' as well, so that 'host:5432/db failed for me@corp' in a message is
+# not taken for one.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?:[^@\s]*|[^@/\n]*)(?P<at>@)")
 # libpq and several drivers also take the password, or a key, as a query parameter. Its value runs to
 # the next parameter or the line's end (spaces included, as above), except that text masked before
 # keeps what follows it.
