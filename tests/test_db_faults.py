@@ -78,6 +78,18 @@ def test_a_database_deleted_mid_run_stops_the_next_commit(db, record):
 
 
 @sqlite_only
+def test_a_database_moved_away_mid_run_keeps_its_epochs_when_put_back(db, record, tmp_path):
+    run = record("r", 3, finish=None)
+    os.rename(db, tmp_path / "moved.db")
+    with pytest.raises(tracker.StoreError, match="was deleted or moved away"):
+        run.commit_epoch(3, {"loss": 0.1}, {"w": np.zeros(2)}, {})
+    with pytest.raises(tracker.StoreError, match="moved away"):
+        run.finish("failed")
+    os.rename(tmp_path / "moved.db", db)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
+
+
+@sqlite_only
 def test_a_database_replaced_mid_run_stops_the_next_commit_and_the_other_database_keeps_its_run(db, record, tmp_path):
     run = record("r", 2, finish=None)
     other = tmp_path / "other.db"

@@ -205,6 +205,14 @@ class _SameFile:
         if problem is not None:
             raise StoreError(problem)
 
+    def replaced(self) -> bool:
+        """Whether another file than the one first opened is at the path now."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return self._identity is not None and (st.st_dev, st.st_ino) != self._identity
+
 
 def create_engine(database: Database, *, read_only_uri: str | None = None, lock_timeout: float = math.inf) -> sa.Engine:
     """A SQLAlchemy engine with tracker's connection settings.
@@ -254,15 +262,17 @@ def create_engine(database: Database, *, read_only_uri: str | None = None, lock_
 
     @event.listens_for(engine, "close")
     def _close(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-        if read_only or same_file.problem() is None:
+        if read_only or not same_file.replaced():
             return
-        # On close SQLite leaves the WAL of a moved or deleted file where it is, and the next
-        # opener of the file now at the path would replay it onto that file. Move its frames
-        # into this connection's own file (through its open descriptor) and empty it first.
+        # On close SQLite leaves the WAL of a moved file where it is, and the next opener of the
+        # file now at the path would replay it onto that file. Move its frames into this
+        # connection's own file (through its open descriptor) and empty it first. (A file merely
+        # deleted or moved away needs nothing: put back, it finds its WAL; a new empty file at
+        # the path discards a stale WAL itself.)
         try:
             dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as e:
-            log.warning("Could not empty the WAL of %s, which was moved or deleted: %s", path, e)
+            log.warning("Could not empty the WAL of %s, which was replaced by another file: %s", path, e)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
