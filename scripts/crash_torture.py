@@ -8,7 +8,16 @@ and kills it with SIGKILL: either while it is paused at a named write boundary o
 (during the file write, between fsync and rename, between rename and commit, inside the
 commit transaction, right after the commit, during retention cleanup), or at a random
 instant inside a random epoch. It resumes with ``python -m tracker.resume``; about a third of
-the trials kill the resume too. After every kill and at the end it checks:
+the trials kill the resume too. Two other kinds of trial (after the first six) change how the
+run is resumed:
+
+- ``moved``: after the first kill the checkpoint folder is moved elsewhere and the run resumed
+  by re-running the script with the new folder; that resume is killed again.
+- ``rewind``: a live writer is stopped before a commit, and ``python -m tracker.resume
+  --from-epoch K --force`` is killed inside the rewind's transaction or right after it; the
+  rewind is then repeated and the run completed from epoch K + 1.
+
+After every kill and at the end it checks:
 
 - SQLite ``PRAGMA integrity_check`` is ok;
 - the newest committed epoch's file exists and its sha256 and size match;
@@ -43,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 import tracker  # noqa: E402
 from tests import invariants  # noqa: E402
-from tracker.faults import BOUNDARIES  # noqa: E402
+from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES  # noqa: E402
 
 CHILD = ROOT / "tests" / "child_train.py"
 CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
@@ -65,6 +74,20 @@ class Kill:
 
 
 @dataclass
+class Plan:
+    """One trial: its case, how the run is resumed (``plain``, ``moved`` or ``rewind``), and its kills.
+
+    For ``rewind``, the first kill is the live writer's stop (its boundary and epoch) and
+    ``rewind_to`` the epoch the rewind goes back to.
+    """
+
+    case: str
+    scenario: str
+    kills: list[Kill]
+    rewind_to: int | None = None
+
+
+@dataclass
 class Outcome:
     kills: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -76,11 +99,11 @@ class Outcome:
     bar_bad_epochs: bool = False  # its history's epochs are not exactly the uninterrupted run's
 
 
-def env(workdir: Path, pause_at: str | None = None) -> dict[str, str]:
+def env(workdir: Path, pause_at: str | None = None, checkpoints: str = "ckpt") -> dict[str, str]:
     import os
 
     e = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    e.update(TRACKER_DB=str(workdir / "t.db"), TRACKER_CHECKPOINT_DIR=str(workdir / "ckpt"), PYTHONPATH=str(ROOT))
+    e.update(TRACKER_DB=str(workdir / "t.db"), TRACKER_CHECKPOINT_DIR=str(workdir / checkpoints), PYTHONPATH=str(ROOT))
     if pause_at:
         e["TRACKER_TEST_PAUSE_AT"] = pause_at
     return e
@@ -136,9 +159,9 @@ def run_until_killed(command: list[str], environment: dict[str, str], cwd: Path,
     return proc.returncode == -signal.SIGKILL
 
 
-def check(db: Path, before: list[int], violations: list[str], when: str) -> list[int]:
+def check(db: Path, before: list[int], violations: list[str], when: str, checkpoint_dir: Path | None = None) -> list[int]:
     try:
-        live = invariants.check(str(db), "r")
+        live = invariants.check(str(db), "r", None if checkpoint_dir is None else str(checkpoint_dir))
     except AssertionError as e:
         violations.append(f"{when}: {e}")
         return before
@@ -147,24 +170,66 @@ def check(db: Path, before: list[int], violations: list[str], when: str) -> list
     return live
 
 
-def tracker_trial(workdir: Path, case: str, kills: list[Kill], reference: dict[str, list]) -> Outcome:
+def tracker_trial(workdir: Path, plan: Plan, reference: dict[str, list]) -> Outcome:
+    if plan.scenario == "rewind":
+        return rewind_trial(workdir, plan, reference)
     out = Outcome()
     db = workdir / "t.db"
-    first = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case]
+    first = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.case]
     resume = [sys.executable, "-m", "tracker.resume", "r"]
     live: list[int] = []
-    for i, kill in enumerate(kills):
+    folder = "ckpt"
+    for i, kill in enumerate(plan.kills):
         pause = f"{kill.boundary}:{kill.epoch}" if kill.boundary else None
         # Killed before the run was even recorded, there is nothing to resume: the user re-runs the script.
-        command = resume if run_exists(db) else first
-        landed = run_until_killed(command, env(workdir, pause), workdir, kill, lambda: committed_epochs(db))
+        # After a move, the user re-runs the script with the folder's new place.
+        command = resume if run_exists(db) and folder == "ckpt" else first
+        landed = run_until_killed(command, env(workdir, pause, folder), workdir, kill, lambda: committed_epochs(db))
         if landed:
-            out.kills.append(kill.label if i == 0 else f"{kill.label} (during resume)")
-        live = check(db, live, out.violations, f"after kill {i + 1} ({kill.label})")
-    done = subprocess.run(resume if run_exists(db) else first, env=env(workdir), cwd=workdir, capture_output=True, text=True, timeout=TIMEOUT)
+            label = kill.label if i == 0 else f"{kill.label} (during {'moved-folder ' if folder != 'ckpt' else ''}resume)"
+            out.kills.append(label)
+        live = check(db, live, out.violations, f"after kill {i + 1} ({kill.label})", workdir / folder)
+        if plan.scenario == "moved" and i == 0:
+            if (workdir / "ckpt").exists():
+                (workdir / "ckpt").rename(workdir / "ckpt-moved")
+            folder = "ckpt-moved"
+    command = resume if run_exists(db) and folder == "ckpt" else first
+    done = subprocess.run(command, env=env(workdir, checkpoints=folder), cwd=workdir, capture_output=True, text=True, timeout=TIMEOUT)
     if done.returncode != 0:
         out.violations.append(f"final resume failed: {done.stderr.strip().splitlines()[-1:]}")
+    live = check(db, live, out.violations, "final", workdir / folder)
+    return final_checks(db, live, reference, out)
+
+
+def rewind_trial(workdir: Path, plan: Plan, reference: dict[str, list]) -> Outcome:
+    """A live writer, a rewind with --force killed at one of its instants, then the rewind again to the end."""
+    out = Outcome()
+    db = workdir / "t.db"
+    stop, kill = plan.kills
+    writer = subprocess.Popen([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.case], cwd=workdir,
+                              env=env(workdir, f"{stop.boundary}:{stop.epoch}"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in writer.stderr:
+            if line.startswith("TRACKER-PAUSED"):
+                break
+        live = check(db, [], out.violations, "with a live writer")
+        rewind = [sys.executable, "-m", "tracker.resume", "r", "--from-epoch", str(plan.rewind_to), "--force"]
+        if run_until_killed(rewind, env(workdir, f"{kill.boundary}:{plan.rewind_to}"), workdir, kill, lambda: 0):
+            out.kills.append(f"{kill.label} (live writer)")
+        live = check(db, live[: plan.rewind_to + 1], out.violations, f"after kill ({kill.label})")
+        done = subprocess.run(rewind, env=env(workdir), cwd=workdir, capture_output=True, text=True, timeout=TIMEOUT)
+        if done.returncode != 0:
+            out.violations.append(f"final rewind failed: {done.stderr.strip().splitlines()[-1:]}")
+        if writer.poll() is not None:
+            out.violations.append("the stopped writer ended by itself")
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
     live = check(db, live, out.violations, "final")
+    return final_checks(db, live, reference, out)
+
+
+def final_checks(db: Path, live: list[int], reference: dict[str, list], out: Outcome) -> Outcome:
     if live != list(range(len(reference["epoch"]))):
         out.violations.append(f"final epochs {live} != {reference['epoch']}")
     if tracker.curves("r", db=str(db)) != reference:
@@ -189,8 +254,26 @@ def backup_and_restore_trial(workdir: Path, case: str, kills: list[Kill], refere
     out.bar_identical = rows == reference
 
 
-def plan(rng: random.Random, index: int) -> list[Kill]:
-    """Deliberate boundary hits first, cycling through all of them, then random instants; a third kill the resume too."""
+def plan(rng: random.Random, index: int) -> Plan:
+    """Deliberate boundary hits first, cycling through all of them, then rewinds and moved folders, then at random.
+
+    A third of the plain trials, and every moved-folder trial, kill the resume too.
+    """
+    case = CASES[index % len(CASES)]
+    kills = plan_kills(rng, index)
+    rewinds = len(BOUNDARIES) + len(REWIND_BOUNDARIES)
+    if len(BOUNDARIES) <= index < rewinds or (index > rewinds and rng.random() < 0.2):
+        boundary = REWIND_BOUNDARIES[index - len(BOUNDARIES)] if index < rewinds else rng.choice(REWIND_BOUNDARIES)
+        stop = rng.randint(3, EPOCHS - 2)
+        # Rewind to a checkpoint that retention (keep_last=3) still keeps.
+        return Plan(case, "rewind", [Kill("before-commit", stop), Kill(boundary, 0)], rewind_to=rng.randint(stop - 3, stop - 1))
+    if index == rewinds or (index > rewinds and rng.random() < 0.25):
+        return Plan(case, "moved", kills if len(kills) > 1 else [*kills, plan_kills(rng, len(BOUNDARIES), after=kills[0].epoch)[0]])
+    return Plan(case, "plain", kills)
+
+
+def plan_kills(rng: random.Random, index: int, after: int = 0) -> list[Kill]:
+    """Kills at a boundary (the index-th first) or at random instants; a third kill the resume too."""
     def at(boundary: str, after: int) -> Kill:
         # Retention deletes nothing until more than keep_last (3) + best checkpoints exist.
         low = max(after + 1, 4) if boundary == "during-retention" else after + 1
@@ -201,7 +284,7 @@ def plan(rng: random.Random, index: int) -> list[Kill]:
             return at(rng.choice(BOUNDARIES), after)
         return Kill(None, rng.randint(after, EPOCHS - 2), rng.uniform(0.0, 0.6))
 
-    first = at(BOUNDARIES[index], rng.randint(0, 2)) if index < len(BOUNDARIES) else one(0)
+    first = at(BOUNDARIES[index], rng.randint(0, 2)) if index < len(BOUNDARIES) else one(after)
     kills = [first]
     if rng.random() < 0.35:
         kills.append(one(first.epoch))
@@ -230,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-backup-and-restore", action="store_true", help="skip the Keras BackupAndRestore comparison")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    plans = [(CASES[i % len(CASES)], plan(rng, i)) for i in range(args.trials)]
-    cases = sorted({c for c, _ in plans})
+    plans = [plan(rng, i) for i in range(args.trials)]
+    cases = sorted({p.case for p in plans})
     with_bar = not args.no_backup_and_restore
     started = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -240,19 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"references for {len(cases)} cases in {time.monotonic() - started:.0f}s", flush=True)
 
     def trial(i: int) -> Outcome:
-        case, kills = plans[i]
+        p = plans[i]
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"torture-{i}-") as tmp:
             work = Path(tmp)
             try:
-                out = tracker_trial(work, case, kills, ours[case])
+                out = tracker_trial(work, p, ours[p.case])
             except Exception as e:  # noqa: BLE001 - any surprise in a trial is reported as a violation
                 out = Outcome(violations=[f"trial raised {type(e).__name__}: {e}"])
-            if with_bar and all(k.boundary is None for k in kills):
-                backup_and_restore_trial(work, case, kills, theirs[case], out)
+            if with_bar and p.scenario == "plain" and all(k.boundary is None for k in p.kills):
+                backup_and_restore_trial(work, p.case, p.kills, theirs[p.case], out)
         out.seconds = time.monotonic() - t0
         status = "ok" if not out.violations else "VIOLATION " + "; ".join(out.violations)
-        print(f"trial {i + 1:4d} {case:11s} kills={','.join(out.kills) or 'none landed'} {out.seconds:5.1f}s {status}", flush=True)
+        print(f"trial {i + 1:4d} {p.case:11s} {p.scenario:6s} kills={','.join(out.kills) or 'none landed'} {out.seconds:5.1f}s {status}", flush=True)
         return out
 
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -266,11 +349,14 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
     seconds = sorted(o.seconds for o in outcomes)
     violations = sum(len(o.violations) for o in outcomes)
     print(f"\ntrials: {len(outcomes)}  (jobs {args.jobs}, seed {args.seed}, {EPOCHS} epochs each, wall {wall:.0f}s)")
-    print(f"{'kill point':34s} hits")
+    print(f"{'kill point':46s} hits")
     for name in [*BOUNDARIES, "random"]:
-        print(f"  {name:32s} {hits[name]}")
-        if hits[f"{name} (during resume)"]:
-            print(f"  {name + ' (during resume)':32s} {hits[name + ' (during resume)']}")
+        print(f"  {name:44s} {hits[name]}")
+        for during in ("during resume", "during moved-folder resume"):
+            if hits[f"{name} ({during})"]:
+                print(f"  {name + f' ({during})':44s} {hits[name + f' ({during})']}")
+    for name in REWIND_BOUNDARIES:
+        print(f"  {name + ' (live writer)':44s} {hits[name + ' (live writer)']}")
     print(f"violations: {violations}")
     print(f"seconds per trial: median {statistics.median(seconds):.1f}, p90 {seconds[int(0.9 * (len(seconds) - 1))]:.1f}, max {seconds[-1]:.1f}")
     compared = [o for o in outcomes if o.bar_ran]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests import servers
-from tracker.run import Run, track
+from tracker import Run, track
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,7 @@ def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
 
     def _record(name: str, epochs: int, *, start: int | None = None, finish: str | None = "completed",
                 metrics: Callable[[int], dict[str, float]] = loss_at, **options) -> Run:
+        options.setdefault("monitor", "val_loss")  # no framework here to choose one
         run = track(name, db=db, checkpoint_dir=ckpt, **options)
         run.start()
         first = run.initial_epoch if start is None else start
@@ -87,6 +88,38 @@ def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
         run._stop_heartbeat.set()
         if run._store is not None:
             run._store.close()
+
+
+@pytest.fixture
+def other_process(db: str) -> Iterator[Callable[[str], int]]:
+    """``other_process("r")``: the run's open attempt now belongs to another live process (a sleeper).
+
+    An attempt left open by this very process counts as an outer, nested block, not as another writer.
+    """
+    import subprocess
+
+    import sqlalchemy as sa
+
+    from tracker.process import start_of
+    from tracker.store import open_store
+    from tracker.tables import attempts
+
+    sleepers: list[subprocess.Popen] = []
+
+    def _hand_over(name: str) -> int:
+        sleeper = subprocess.Popen(["sleep", "300"])
+        sleepers.append(sleeper)
+        store = open_store(db)
+        attempt = store.get_run(name).writer_attempt_id
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(attempts).where(attempts.c.id == attempt).values(pid=sleeper.pid, process_start=start_of(sleeper.pid)))
+        store.close()
+        return sleeper.pid
+
+    yield _hand_over
+    for sleeper in sleepers:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def same_floats(a: list[float], b: list[float]) -> bool:

@@ -11,8 +11,11 @@ from tracker import checkpoint
 from tracker.store import FileInfo
 
 
-def check(db: str, run: str) -> list[int]:
-    """Assert the crash-safety invariants of ``run``; return its live committed epochs."""
+def check(db: str, run: str, checkpoint_dir: str | None = None) -> list[int]:
+    """Assert the crash-safety invariants of ``run``; return its live committed epochs.
+
+    ``checkpoint_dir`` is where the run's checkpoint folder is now, if it was moved since the files were recorded.
+    """
     if "://" not in db:
         if not Path(db).exists():
             return []  # killed before the database was created: nothing was committed
@@ -39,5 +42,8 @@ def check(db: str, run: str) -> list[int]:
     assert epochs == list(range(len(epochs))), f"live epochs are not exactly 0..N-1: {epochs}"
     if rows:
         # Raises if the newest committed checkpoint is missing or differs from what its row recorded.
-        checkpoint.read_verified(FileInfo(*rows[-1][1:]))
+        newest = FileInfo(*rows[-1][1:])
+        if checkpoint_dir is not None:
+            newest = checkpoint.open_folder(checkpoint_dir, run).locate(newest)
+        checkpoint.read_verified(newest)
     return epochs

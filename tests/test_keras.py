@@ -114,7 +114,7 @@ def test_explicit_form_checks_initial_epoch(make_model, data, db, ckpt):
     assert tracker.curves("r", db=db)["epoch"] == [0]
 
 
-def test_non_scalar_metric_is_refused_and_nothing_is_lost(make_model, data, db, ckpt, keras_env):
+def test_non_scalar_log_is_skipped_with_one_warning_and_training_goes_on(make_model, data, db, ckpt, keras_env):
     fit_tracked(make_model, data, "r", 1, db, ckpt)
 
     class AddVector(keras_env.callbacks.Callback):
@@ -122,10 +122,12 @@ def test_non_scalar_metric_is_refused_and_nothing_is_lost(make_model, data, db, 
             logs["confusion"] = np.ones((3, 3))
 
     x, y = data
-    with pytest.raises(ValueError, match="Metric 'confusion' must be a single number.*shape \\(3, 3\\)"):
+    with pytest.warns(UserWarning, match="log 'confusion' is not recorded: it is a ndarray of shape \\(3, 3\\)") as caught:
         with tracker.track("r", db=db, checkpoint_dir=ckpt):
             make_model().fit(x, y, epochs=3, callbacks=[AddVector()], **FIT)
-    assert tracker.curves("r", db=db)["epoch"] == [0]
+    assert sum("confusion" in str(w.message) for w in caught) == 1
+    curves = tracker.curves("r", db=db)
+    assert curves["epoch"] == [0, 1, 2] and "confusion" not in curves
 
 
 def test_corrupt_newest_checkpoint_falls_back_and_supersedes(make_model, data, db, ckpt):
@@ -212,3 +214,38 @@ def test_mixed_precision_loss_scale_state_resumes(data, db, ckpt, keras_env):
     _, header = checkpoint.load(store.checkpoints(store.get_run("split").id)[0].checkpoint)
     store.close()
     assert any(p.endswith("dynamic_scale") for p in header["optimizer"])
+
+
+@pytest.mark.parametrize(
+    ("monitor", "fit_kwargs", "expected"),
+    [
+        (None, {}, ("val_loss", "min")),
+        (None, {"validation_split": 0.0}, ("loss", "min")),
+        ("val_accuracy", {}, ("val_accuracy", "max")),
+        ("accuracy", {}, ("accuracy", "max")),
+    ],
+    ids=["default-val_loss", "default-loss-without-validation", "val_accuracy", "accuracy"],
+)
+def test_keras_says_which_direction_of_the_monitor_is_better(make_model, data, db, ckpt, monitor, fit_kwargs, expected):
+    x, y = data
+    with tracker.track("r", db=db, checkpoint_dir=ckpt, monitor=monitor):
+        make_model().fit(x, y, epochs=1, **{**FIT, **fit_kwargs})
+    store = open_store(db)
+    run = store.get_run("r")
+    store.close()
+    assert (run.monitor, run.mode) == expected
+
+
+def test_a_metric_keras_cannot_direct_is_taken_as_lower_is_better_with_a_warning(keras_env, data, db, ckpt):
+    from tests.models import tiny
+
+    def closeness(y_true, y_pred):
+        return keras_env.ops.mean(y_pred)
+
+    model = tiny()
+    model.compile("adam", keras_env.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[closeness])
+    x, y = data
+    with pytest.warns(UserWarning, match="cannot tell whether a higher or a lower 'closeness' is better"):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt, monitor="closeness"):
+            model.fit(x, y, epochs=1, **FIT)
+    assert tracker.runs(db)[0].monitor == "closeness"

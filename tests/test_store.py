@@ -118,6 +118,7 @@ def test_a_database_at_the_previous_revision_is_upgraded_when_opened_and_keeps_i
     store = open_store(db)
     with store.engine.begin() as conn:  # back to revision 0001's schema
         conn.exec_driver_sql("DROP INDEX ix_epochs_kept")
+        conn.exec_driver_sql("ALTER TABLE attempts DROP COLUMN process_start")
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
     store.close()
 
@@ -126,8 +127,9 @@ def test_a_database_at_the_previous_revision_is_upgraded_when_opened_and_keeps_i
     with store.engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("epochs")}
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
     store.close()
-    assert version == migrate.HEAD and "ix_epochs_kept" in indexes
+    assert version == migrate.HEAD and "ix_epochs_kept" in indexes and "process_start" in columns
 
 
 def test_reading_a_missing_database_does_not_create_it(tmp_path):
@@ -179,17 +181,19 @@ def test_unwritable_locations_fail_before_training(tmp_path, target):
         run.start()
 
 
-def test_a_live_writer_blocks_a_second_one(record, db, ckpt):
-    record("r", 2, finish=None)  # this process stays alive and keeps its lease
-    with pytest.raises(tracker.RunLockedError, match="is being written by pid"):
+def test_a_live_writer_blocks_a_second_one(record, db, ckpt, other_process):
+    record("r", 2, finish=None)
+    pid = other_process("r")  # a live process that keeps its lease
+    with pytest.raises(tracker.RunLockedError, match=f"is being written by pid {pid}"):
         tracker.track("r", db=db, checkpoint_dir=ckpt).start()
     taken = record("r", 3, force=True)
     assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2]
     assert taken.initial_epoch == 2
 
 
-def test_a_taken_over_writer_cannot_commit(record, db, ckpt):
+def test_a_taken_over_writer_cannot_commit(record, db, ckpt, other_process):
     old = record("r", 1, finish=None)
+    other_process("r")
     record("r", 2, force=True)
     with pytest.raises(tracker.RunLockedError, match="taken over"):
         old.commit_epoch(1, {"loss": 0.0}, {}, {})
@@ -233,10 +237,15 @@ def test_orphans_are_swept_at_start_and_foreign_files_are_not(record, ckpt):
     assert not orphan.exists() and not temp.exists() and mine.exists()
 
 
-def test_monitor_mode_auto_picks_max_for_accuracy(record, db):
-    record("r", 4, monitor="val_accuracy", metrics=lambda e: {"loss": 1.0, "val_accuracy": [0.1, 0.9, 0.5, 0.2][e]})
+def test_monitor_mode_max_keeps_the_highest(record, db):
+    record("r", 4, monitor="val_accuracy", mode="max", metrics=lambda e: {"loss": 1.0, "val_accuracy": [0.1, 0.9, 0.5, 0.2][e]})
     info = tracker.runs(db)[0]
     assert (info.monitor, info.best_epoch, info.best_value) == ("val_accuracy", 1, 0.9)
+
+
+def test_without_an_integration_mode_auto_takes_lower_as_better(record, db):
+    record("r", 3, monitor="score", metrics=lambda e: {"score": [0.5, 0.1, 0.9][e]})
+    assert (tracker.runs(db)[0].best_epoch, tracker.runs(db)[0].best_value) == (1, 0.1)
 
 
 def test_config_must_be_json(db, ckpt):
@@ -264,7 +273,7 @@ def test_a_checkpoint_folder_owned_by_another_database_is_refused(tmp_path, reco
     with pytest.raises(tracker.CheckpointError, match="belongs to another run of the same name"):
         other.start()
     assert sorted(p.name for p in (Path(ckpt) / "r").iterdir()) == before
-    assert tracker.runs(str(tmp_path / "other.db"))[0].status == "failed"
+    assert tracker.runs(str(tmp_path / "other.db")) == []  # a failed start of a new run leaves no row
 
 
 def test_a_metric_missing_at_some_epochs_reads_nan_there(record, db):
@@ -282,3 +291,22 @@ def test_metrics_only_in_superseded_epochs_are_left_out(record, db, ckpt):
     with pytest.warns(UserWarning, match="Starting over"):
         record("r", 2, metrics=lambda e: {"loss": 0.5})
     assert tracker.curves("r", db=db) == {"epoch": [0, 1], "loss": [0.5, 0.5]}
+
+
+def test_commit_history_writes_many_epochs_in_one_fenced_transaction(db, record):
+    from tracker.errors import RunLockedError
+    from tracker.store import ProcessInfo
+
+    record("r", 2)
+    store = open_store(db)
+    process = ProcessInfo(executable=sys.executable, argv=[], cwd=".", host="h", pid=1, versions={})
+    run, attempt = store.start_attempt("r", config={}, checkpoint_dir="ck", process=process, force=True)
+    run = store.commit_history(run, attempt, [(e, {"loss": 1.0 / (e + 1), "val_loss": 0.5 - 0.01 * e}) for e in range(2, 6)])
+    assert (run.last_epoch, run.best_epoch) == (5, 5)
+    _, other = store.start_attempt("r", config={}, checkpoint_dir="ck", process=process, force=True)
+    with pytest.raises(RunLockedError, match="taken over"):
+        store.commit_history(run, attempt, [(6, {"loss": 0.1})])
+    store.close()
+    curve = tracker.curves("r", db=db)
+    assert curve["epoch"] == [0, 1, 2, 3, 4, 5]
+    assert curve["loss"][2:] == [1.0 / 3, 1.0 / 4, 1.0 / 5, 1.0 / 6]

@@ -22,7 +22,8 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.query import RunInfo, curves, runs
-from tracker.run import Run, track
+from tracker.run import Run
+from tracker.tracking import track
 
 __all__ = [
     "CheckpointError",

@@ -30,7 +30,8 @@ from tracker import db as dbmod
 from tracker import settings
 from tracker.errors import TrackerError
 from tracker.query import curves, effective_status, runs
-from tracker.store import AttemptRow, RunRow, Store, open_store
+from tracker.records import AttemptRow, RunRow, Status
+from tracker.store import Store, open_store
 
 _DB_HELP = "database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)"
 
@@ -202,7 +203,7 @@ def _print_attempts(attempts: list[AttemptRow]) -> None:
     print("\nattempts, oldest first:")
     for i, a in enumerate(attempts, 1):
         # A writer that died without saying still reads "running" until the next attempt retires it.
-        status = "crashed" if a.status == "running" and not a.alive() else a.status
+        status = Status.CRASHED if a.status == Status.RUNNING and not a.alive() else a.status
         p = a.process
         print(f"  {i}. {_local(a.started_at, seconds=True)}  {status}  from epoch {a.initial_epoch}  pid {p.pid}@{p.host}")
         print(f"     command: {shlex.join([p.executable, *p.argv])}")

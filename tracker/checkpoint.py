@@ -18,28 +18,32 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
-import io
-import json
 import os
-import re
 import uuid
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from tracker import settings
+from tracker.checkpoint_file import (
+    FILE_NAME,
+    MARKER,
+    TEMP_NAME,
+    check,
+    decode,
+    encode,
+    new_name,
+    reclaimable,
+    refuse_foreign,
+)
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
-from tracker.store import FileInfo
-
-HEADER_KEY = "__tracker__"
-MARKER = ".tracker-run"
-FILE_NAME = re.compile(r"epoch-\d{6,}-[0-9a-f]{12}\.npz")
-_TEMP = re.compile(r"\.epoch-\d{6,}-[0-9a-f]{12}\.npz\.tmp")
+from tracker.records import FileInfo
 
 
 class Folder(Protocol):
@@ -51,8 +55,17 @@ class Folder(Protocol):
     def probe_writable(self) -> None:
         """Raise `CheckpointError` now, before training, if checkpoints cannot be written here."""
 
-    def claim(self, uid: str, owner: str) -> None:
-        """Mark this folder as run ``uid``'s; refuse one that another run owns."""
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
+        """Mark this folder as run ``uid``'s; refuse one that another run owns.
+
+        ``referenced`` are the run's recorded checkpoint paths: a marker emptied by a power loss
+        is taken back only if every checkpoint file beside it is one of them. Returns True when
+        the folder had no marker: it is new to the run.
+        """
+
+    def locate(self, info: FileInfo) -> FileInfo:
+        """Where the recorded checkpoint ``info`` is now: in this folder under its own name, if it is
+        there (the folder was moved, or reached by another path), else at its recorded path."""
 
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         """Write a checkpoint durably and return what the database should record of it."""
@@ -63,9 +76,14 @@ class Folder(Protocol):
     def sweep(self, referenced: set[str]) -> list[str]:
         """Delete this folder's checkpoint files that no database row points at; return them.
 
-        Call only while holding the run's writer claim: then no other process can be
-        writing here. Files that tracker did not name are never touched.
+        Files are matched by name, which is never reused, not by the path recorded: the same
+        folder may have been recorded under another path. Call only while holding the run's
+        writer claim: then no other process can be writing here. Files that tracker did not
+        name are never touched.
         """
+
+    def release(self) -> None:
+        """Remove this run's marker, and the folder if nothing else is in it: for a run that is discarded."""
 
 
 def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storage_options: Mapping[str, Any] | None = None) -> Folder:
@@ -78,49 +96,6 @@ def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storag
 
         return RemoteFolder(f"{root}/{name}", dict(storage_options or {}))
     return LocalFolder(Path(root) / name)
-
-
-class HashingSink:
-    """Write-only, unseekable view of a file that hashes and counts what passes through.
-
-    Being unseekable makes zipfile stream the archive front to back, so the hash
-    covers exactly the bytes written without reading them back.
-    """
-
-    def __init__(self, raw: BinaryIO, epoch: int) -> None:
-        self._raw = raw
-        self._epoch = epoch
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._raw.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        if self.size > 0:
-            pause_point("during-write", self._epoch)
-        return len(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-
-def encode(raw: BinaryIO, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> HashingSink:
-    """Stream the checkpoint of ``epoch`` into ``raw``; the returned sink holds its size and sha256."""
-    payload = dict(arrays)
-    payload[HEADER_KEY] = np.frombuffer(json.dumps(dict(header)).encode(), dtype=np.uint8)
-    sink = HashingSink(raw, epoch)
-    # The .npz layout np.savez writes, streamed so the hash sees every byte once.
-    with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
-        for key, value in payload.items():
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-    return sink
-
-
-def new_name(epoch: int) -> str:
-    """A fresh file name for ``epoch``'s checkpoint: never reused, so no write can clobber a committed file."""
-    return f"epoch-{epoch:06d}-{uuid.uuid4().hex[:12]}.npz"
 
 
 class LocalFolder:
@@ -148,18 +123,28 @@ class LocalFolder:
                 "Pass a writable checkpoint_dir= or set TRACKER_CHECKPOINT_DIR."
             ) from e
 
-    def claim(self, uid: str, owner: str) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         # Two databases can hold runs of the same name with the same default folder;
         # without this, one run's orphan sweep would delete the other's checkpoints.
         marker = self.path / MARKER
         try:
             recorded = marker.read_text().splitlines()
         except FileNotFoundError:
-            temp = self.path / f".{MARKER}.{uuid.uuid4().hex}.tmp"
-            temp.write_text(f"{uid}\n{owner}\n")
-            os.replace(temp, marker)
-            return
+            recorded = None
+        if recorded is None or (not recorded and reclaimable(str(marker), self._checkpoint_names(), referenced)):
+            write_durably(marker, f"{uid}\n{owner}\n".encode())
+            return recorded is None
         refuse_foreign(self.location, recorded, uid)
+        return False
+
+    def locate(self, info: FileInfo) -> FileInfo:
+        here = self.path / Path(info.path).name
+        if str(here) != info.path and here.is_file():
+            return dataclasses.replace(info, path=str(here))
+        return info
+
+    def _checkpoint_names(self) -> list[str]:
+        return [e.name for e in self.path.iterdir() if FILE_NAME.fullmatch(e.name)] if self.path.is_dir() else []
 
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         name = new_name(epoch)
@@ -173,34 +158,44 @@ class LocalFolder:
             os.replace(temp, final)
             fsync_path(self.path)
         except OSError as e:
-            temp.unlink(missing_ok=True)
+            # The cleanup fails too on a folder gone read-only: the error to report is the write's.
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
             raise CheckpointError(f"Cannot write checkpoint {final}: {e.strerror or e}.") from e
         return FileInfo(str(final), sink.size, sink.sha256.hexdigest())
 
     def delete(self, paths: list[str]) -> None:
         for p in paths:
-            Path(p).unlink(missing_ok=True)
+            here = self.path / Path(p).name
+            (here if here.is_file() else Path(p)).unlink(missing_ok=True)
 
     def sweep(self, referenced: set[str]) -> list[str]:
         if not self.path.is_dir():
             return []
+        names = {Path(p).name for p in referenced}
         removed = []
         for entry in self.path.iterdir():
-            orphan = _TEMP.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and str(entry) not in referenced)
+            orphan = TEMP_NAME.fullmatch(entry.name) or (FILE_NAME.fullmatch(entry.name) and entry.name not in names)
             if orphan and entry.is_file():
                 entry.unlink(missing_ok=True)
                 removed.append(str(entry))
         return removed
 
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.path / MARKER).unlink(missing_ok=True)
+            self.path.rmdir()  # only if empty: never anything else's files
 
-def refuse_foreign(location: str, recorded: list[str], uid: str) -> None:
-    """Raise unless the ownership marker's lines ``recorded`` name run ``uid``."""
-    if not recorded or recorded[0] != uid:
-        other = recorded[1] if len(recorded) > 1 else "an unknown database"
-        raise CheckpointError(
-            f"Checkpoint folder {location} belongs to another run of the same name (recorded in {other}). "
-            "tracker leaves its files alone: pass a different checkpoint_dir= or run name."
-        )
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the whole new one."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with temp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    fsync_path(path.parent)
 
 
 def fsync_path(path: Path) -> None:
@@ -229,21 +224,6 @@ def read_verified(info: FileInfo, storage_options: Mapping[str, Any] | None = No
     return data
 
 
-def check(info: FileInfo, size: int, sha256: str) -> None:
-    """Raise `CheckpointError` unless ``size`` and ``sha256`` are what the database recorded for the file."""
-    if size != info.size:
-        raise CheckpointError(f"checkpoint file {info.path} has {size} bytes, the database recorded {info.size}")
-    if sha256 != info.sha256:
-        raise CheckpointError(f"checkpoint file {info.path} has sha256 {sha256[:12]}…, the database recorded {info.sha256[:12]}…")
-
-
 def load(info: FileInfo, storage_options: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Verify and read a checkpoint: its arrays and its header."""
-    data = read_verified(info, storage_options)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        header = json.loads(arrays.pop(HEADER_KEY).tobytes())
-    except (ValueError, KeyError, OSError) as e:
-        raise CheckpointError(f"checkpoint file {info.path} verifies but cannot be parsed: {e}") from e
-    return arrays, header
+    return decode(read_verified(info, storage_options), info.path)

@@ -17,6 +17,8 @@ from tracker.settings import ENV_PAUSE_AT
 #: The write boundaries of one epoch, in order. On object storage, which has no rename,
 #: "before-rename" is the instant after the upload and before its read-back check.
 BOUNDARIES = ("during-write", "before-rename", "before-commit", "during-commit", "after-commit", "during-retention")
+#: The instants of ``python -m tracker.resume --from-epoch K``: inside its one transaction, and after it before the re-launch.
+REWIND_BOUNDARIES = ("during-rewind", "after-rewind")
 
 
 def pause_point(boundary: str, epoch: int) -> None:

@@ -1,7 +1,8 @@
 """The Keras adapter: a callback, and the patch of ``Model.fit`` that `track` installs.
 
 What is saved and restored lives in `tracker.keras_state`; files and the database
-in `tracker.run`. Import this module only when Keras is wanted: it imports Keras.
+in the framework-free core, `tracker.run`, which this module uses and which never
+imports it. Import this module only when Keras is wanted: it imports Keras.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import keras
 
 from tracker import keras_state
 from tracker.errors import TrackerError
+from tracker.records import ResumePoint
 from tracker.run import Run
 
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
@@ -42,21 +44,22 @@ class TrackerCallback(keras.callbacks.Callback):
         self.run = run
         self._peers = list(peers)
         self._data = data
-        self._pending: tuple[dict, dict] | None = None
+        self._pending: ResumePoint | None = None
         self._checked_first_epoch = False
+        self._monitor_resolved = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.run.set_target_epochs(self.params.get("epochs"))
-        state = self.run.take_resume_state()
-        if state is None:
+        self.run.fit_started()
+        point = self.run.take_resume_point()
+        if point is None:
             return
         if not self.model.built:
             raise TrackerError(
                 f"Run {self.run.name!r} cannot resume into a model that is not built yet. Build it before fit "
                 "(start it with keras.Input(...), or call model.build(input_shape)), or use tracker.track's patched fit, which builds it."
             )
-        keras_state.restore_model(self.model, *state)
-        self._pending = state
+        keras_state.restore_model(self.model, point.arrays, point.header)
+        self._pending = point
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._checked_first_epoch:
@@ -72,9 +75,11 @@ class TrackerCallback(keras.callbacks.Callback):
                 f"fit started at epoch {epoch} but run {self.run.name!r} resumes at epoch {self.run.initial_epoch}: "
                 f"pass initial_epoch=run.initial_epoch (= {self.run.initial_epoch}) to fit, or let tracker.track set it."
             )
+        # Only once fit passed these checks: a refused resume leaves the recorded target alone.
+        self.run.set_target_epochs(self.params.get("epochs"))
         if self._pending is not None:
             # Here, not in on_train_begin: every callback has reset itself by now.
-            keras_state.restore_callbacks(self._peers, *self._pending)
+            keras_state.restore_callbacks(self._peers, self._pending.arrays, self._pending.header)
             self._pending = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -83,10 +88,14 @@ class TrackerCallback(keras.callbacks.Callback):
         # Wait for the previous epoch's commit before taking this snapshot, so that at most one
         # snapshot is alive at a time: the memory overhead stays one checkpoint's size.
         self.run.flush()
+        logs = logs or {}
+        if not self._monitor_resolved:
+            self._monitor_resolved = True
+            default = "val_loss" if "val_loss" in logs else "loss"
+            self.run.resolve_monitor(default, lambda name: metric_direction(self.model, name))
         arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
         # A callback that ended training at this epoch ended the run: that is part of the resume point.
-        header["stop_training"] = bool(self.model.stop_training)
-        self.run.submit_epoch(epoch, logs or {}, arrays, header)
+        self.run.submit_epoch(epoch, logs, arrays, header, stopped=bool(self.model.stop_training))
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.run.flush()
@@ -144,6 +153,10 @@ def patch_fit(run: Run) -> Callable[[], None]:
     def fit(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         nonlocal used
         if threading.get_ident() != owner:
+            warnings.warn(
+                f"fit was called from another thread than the one that opened tracker.track({run.name!r}); that fit "
+                "is not tracked. Call fit in the thread that opened the block.", stacklevel=2,
+            )
             return original(model, *args, **kwargs)
         if used:
             raise TrackerError(f"Run {run.name!r} already tracked one fit call; start a new tracker.track(...) block for each fit.")
@@ -164,12 +177,17 @@ def patch_fit(run: Run) -> Callable[[], None]:
             warnings.warn(f"Run {run.name!r} was stopped early by a callback at epoch {start - 1}; nothing to train. "
                           "The model gets the final checkpoint. Rewind with python -m tracker.resume --from-epoch to train more.", stacklevel=2)
             start = epochs
-        elif start >= epochs:
+        elif start > epochs:
+            warnings.warn(f"Run {run.name!r} already has {start} epochs, more than the epochs={epochs} that fit asks for; "
+                          f"nothing to train, and the run keeps its {start} epochs. The model gets the newest checkpoint "
+                          f"(epoch {start - 1}). To train from an earlier epoch, rewind with "
+                          f"python -m tracker.resume {run.name} --from-epoch K.", stacklevel=2)
+        elif start == epochs:
             warnings.warn(f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
                           "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.", stacklevel=2)
         _warn_if_inexact(run, bound)
-        data = _IteratorCount(_datasets(bound), run.resume_state[1].get("data", {}) if run.resume_state else {})
-        if run.resume_state is not None:
+        data = _IteratorCount(_datasets(bound), run.resume_point.header.get("data", {}) if run.resume_point else {})
+        if run.resume_point is not None:
             if not model.built:
                 _build_from(model, bound.get("x"))
             data.fast_forward()
@@ -183,6 +201,30 @@ def patch_fit(run: Run) -> Callable[[], None]:
         keras.Model.fit = original
 
     return undo
+
+
+def metric_direction(model: keras.Model, monitor: str) -> str | None:
+    """``"min"`` or ``"max"``: which of ``monitor``'s values is best, as Keras's own callbacks decide it.
+
+    Keras's ``MonitorCallback`` reads each compiled metric's direction; a loss is minimized.
+    None when Keras cannot tell (a metric function of the user's own, say).
+    """
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+
+    def flat(metrics: Sequence[Any]) -> Iterator[Any]:
+        for m in metrics:
+            yield m
+            # The compiled metrics come as containers (CompileMetrics, MetricsList) that list their metrics.
+            yield from flat(getattr(m, "metrics", None) or [])
+
+    for m in flat(getattr(model, "metrics", [])):
+        # `_direction` is where Keras keeps it ("up" or "down"); MonitorCallback reads the same attribute.
+        direction = getattr(m, "_direction", None)
+        if m.name == name and direction in ("up", "down"):
+            return "max" if direction == "up" else "min"
+    return None
 
 
 def _datasets(bound: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tracker.store import AttemptRow, RunRow, Store, open_store
+from tracker.records import AttemptRow, RunRow, Status
+from tracker.store import Store, open_store
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class RunInfo:
 
 def effective_status(run: RunRow, attempt: AttemptRow | None) -> str:
     """The run's status, with a writer that died silently shown as ``crashed``."""
-    if run.status == "running" and (attempt is None or not attempt.alive()):
-        return "crashed"
+    if run.status == Status.RUNNING and (attempt is None or not attempt.alive()):
+        return Status.CRASHED
     return run.status
 
 

@@ -1,7 +1,7 @@
 """Checkpoints on shared storage through fsspec: ``s3://bucket/prefix``, ``gs://...``, ``abfs://...``.
 
 Object stores have no atomic rename, so a checkpoint is uploaded once under a
-key that is never reused (`tracker.checkpoint.new_name`), then read back and
+key that is never reused (`tracker.checkpoint_file.new_name`), then read back and
 checked (size and sha256 of the stored object against the bytes sent) before
 the database may point at it. An upload that dies halfway leaves at most an
 orphan that no row references, which `RemoteFolder.sweep` deletes later.
@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -25,11 +27,11 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from tracker import checkpoint
+from tracker import checkpoint_file as checkpoint
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
+from tracker.records import FileInfo
 from tracker.redact import redact
-from tracker.store import FileInfo
 
 _CHUNK = 4 << 20
 
@@ -67,14 +69,30 @@ class RemoteFolder:
                 "(e.g. AWS_ACCESS_KEY_ID, or storage_options=) and the endpoint (e.g. AWS_ENDPOINT_URL)."
             ) from e
 
-    def claim(self, uid: str, owner: str) -> None:
+    def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         marker = self._key(checkpoint.MARKER)
         try:
             recorded = self._fs.cat_file(marker).decode().splitlines()
         except FileNotFoundError:
-            self._fs.pipe_file(marker, f"{uid}\n{owner}\n".encode())
-            return
+            recorded = None
+        if recorded is None or (not recorded and checkpoint.reclaimable(self._url(checkpoint.MARKER), self._names(), referenced)):
+            self._fs.pipe_file(marker, f"{uid}\n{owner}\n".encode())  # an object appears whole or not at all
+            return recorded is None
         checkpoint.refuse_foreign(str(self), recorded, uid)
+        return False
+
+    def locate(self, info: FileInfo) -> FileInfo:
+        name = info.path.rsplit("/", 1)[-1]
+        if info.path != self._url(name) and self._fs.exists(self._key(name)):
+            return dataclasses.replace(info, path=self._url(name))
+        return info
+
+    def _names(self) -> list[str]:
+        try:
+            names = [p.rsplit("/", 1)[-1] for p in self._fs.ls(self._root, detail=False, refresh=True)]
+        except FileNotFoundError:
+            return []
+        return [n for n in names if checkpoint.FILE_NAME.fullmatch(n)]
 
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         name = checkpoint.new_name(epoch)
@@ -97,13 +115,15 @@ class RemoteFolder:
                 pass
 
     def sweep(self, referenced: set[str]) -> list[str]:
-        try:
-            names = [p.rsplit("/", 1)[-1] for p in self._fs.ls(self._root, detail=False, refresh=True)]
-        except FileNotFoundError:
-            return []
-        orphans = [self._url(n) for n in names if checkpoint.FILE_NAME.fullmatch(n) and self._url(n) not in referenced]
+        kept = {p.rsplit("/", 1)[-1] for p in referenced}
+        orphans = [self._url(n) for n in self._names() if n not in kept]
         self.delete(orphans)
         return orphans
+
+    def release(self) -> None:
+        if not self._names():
+            with contextlib.suppress(FileNotFoundError):
+                self._fs.rm_file(self._key(checkpoint.MARKER))
 
 
 def read_bytes(url: str, storage_options: dict[str, Any]) -> bytes:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from tracker import checkpoint, settings
 from tracker.errors import CheckpointError, ResumeError, RunLockedError, TrackerError
+from tracker.faults import pause_point
 from tracker.query import effective_status
 from tracker.redact import redact, unredact
-from tracker.store import AttemptRow, EpochRow, RunRow, Store, open_store
+from tracker.records import AttemptRow, EpochRow, RunRow
+from tracker.store import Store, open_store
 
 _OPTIONS_WITH_VALUE = ("-X", "-W")
 
@@ -78,9 +80,10 @@ def _entry_point(argv: list[str]) -> tuple[str, str]:
 def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]:
     """The newest live checkpoint that verifies, and why each newer one does not."""
     problems = []
+    folder = run_folder(run)
     for row in store.checkpoints(run.id):
         try:
-            checkpoint.load(row.checkpoint)
+            checkpoint.load(folder.locate(row.checkpoint))
         except CheckpointError as e:
             problems.append(f"epoch {row.epoch}: {e}")
             continue
@@ -104,6 +107,11 @@ def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
     return 0
 
 
+def run_folder(run: RunRow) -> checkpoint.Folder:
+    """The run's checkpoint folder where it was last opened: recorded files are looked up there first."""
+    return checkpoint.open_folder(_parent(run.checkpoint_dir), run.name)
+
+
 def _parent(location: str) -> str:
     return location.rsplit("/", 1)[0] if settings.is_url(location) else str(Path(location).parent)
 
@@ -112,17 +120,19 @@ def _epoch(e: int | None) -> str:
     return "none" if e is None else str(e)
 
 
-def _rewind(store: Store, run: RunRow, epoch: int) -> None:
+def _rewind(store: Store, run: RunRow, epoch: int, *, force: bool) -> None:
     row = next((r for r in store.checkpoints(run.id) if r.epoch == epoch), None)
     if row is None:
         kept = ", ".join(str(r.epoch) for r in reversed(store.checkpoints(run.id))) or "none"
         raise ResumeError(f"Run {run.name!r} has no kept checkpoint for epoch {epoch} (kept: {kept}). Choose one of those with --from-epoch.")
     try:
-        checkpoint.load(row.checkpoint)
+        checkpoint.load(run_folder(run).locate(row.checkpoint))
     except CheckpointError as e:
         raise ResumeError(f"Cannot rewind run {run.name!r} to epoch {epoch}: {e}.") from e
-    n = store.supersede(run, None, epoch + 1)
+    # Retires a live writer in the same transaction: with --force it can no longer commit past the rewind.
+    n = store.rewind(run, epoch, force=force)
     print(f"rewound run {run.name} to epoch {epoch}; {n} later epoch(s) kept as superseded", file=sys.stderr)
+    pause_point("after-rewind", epoch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +172,7 @@ def _resume(args: argparse.Namespace) -> int:
         # The recorded command line has its passwords masked; the URL given to us has the real one.
         command = [unredact(arg, [store.url]) for arg in launch_command(latest)]
         if args.from_epoch is not None:
-            _rewind(store, run, args.from_epoch)
+            _rewind(store, run, args.from_epoch, force=args.force)
         env = dict(os.environ)
         env[settings.ENV_DB] = str(store.url)
         env[settings.ENV_CHECKPOINT_DIR] = _parent(run.checkpoint_dir)

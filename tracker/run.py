@@ -1,7 +1,9 @@
 """A tracked run: the consistency protocol between checkpoint files and the database.
 
-`track` is the entry point. It knows nothing of Keras itself: `tracker.keras`
-captures and restores model state as named arrays and calls `Run.commit_epoch`.
+The core of tracker: it knows no ML framework. A framework's adapter (`tracker.keras`,
+wired in by `tracker.track`) captures and restores the training state as named
+arrays, hands each epoch to `Run.submit_epoch`, and says which metric direction is
+better; the run only sees an `Integration`.
 
 The protocol, per epoch:
   1. write the state to a new file durably (`tracker.checkpoint.Folder.write`);
@@ -16,117 +18,89 @@ worker reads the same resume point and records nothing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
-import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Protocol
 
 import numpy as np
 
 from tracker import checkpoint, settings
 from tracker import db as dbmod
-from tracker.errors import CheckpointError, TrackerError
+from tracker.errors import CheckpointError, ResumeError, TrackerError
 from tracker.faults import pause_point
-from tracker.redact import redact
-from tracker.store import (
+from tracker.metric_values import MetricFilter
+from tracker.process import this_process_start
+from tracker.records import (
     HEARTBEAT_INTERVAL,
+    STOPPED_KEY,
     ProcessInfo,
+    ResumePoint,
     Retention,
     RunRow,
-    Store,
-    open_store,
+    Status,
 )
+from tracker.redact import redact
+from tracker.store import Store, open_store
+from tracker.warn import warn_user
 from tracker.writer import BackgroundWriter
-
-if TYPE_CHECKING:
-    import keras
 
 log = logging.getLogger(__name__)
 
-# Keras metric names whose higher values are better, matched as whole words of the name.
-_MAX_MODE_WORDS = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou", "score")
-_VERSIONED = ("tracker", "tensorflow", "tensorflow-cpu", "keras", "numpy", "sqlalchemy")
+_VERSIONED = ("tracker", "numpy", "sqlalchemy")
 
 
-def track(
-    name: str,
-    *,
-    db: str | os.PathLike[str] | None = None,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    config: Mapping[str, Any] | None = None,
-    monitor: str | None = None,
-    mode: Literal["auto", "min", "max"] = "auto",
-    keep_last: int | None = 3,
-    keep_best: bool = True,
-    force: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-) -> Run:
-    """Track the Keras ``fit`` call made inside the block; resume it if the run exists.
+class Integration(Protocol):
+    """What a framework adapter gives a `Run`: a hook into its training call, and its callback."""
 
-    Every epoch's weights and optimizer state go to a durable checkpoint file,
-    then that epoch's metrics and the file's path, size and sha256 are committed
-    in one transaction. Re-running the same script continues from the newest
-    committed epoch whose file verifies.
+    #: Distributions whose versions each attempt records, besides tracker's own.
+    versions: tuple[str, ...]
 
-    Example:
-        ```python
-        with tracker.track("cnn-baseline", config={"lr": 1e-3}) as run:
-            model.fit(x, y, epochs=20, validation_split=0.1)
-        ```
-        Without patching ``fit``:
-        ```python
-        with tracker.track("cnn-baseline") as run:
-            model.fit(x, y, epochs=20, callbacks=[run.callback], initial_epoch=run.initial_epoch)
-        ```
+    def attach(self, run: Run) -> Callable[[], None]:
+        """Make the framework's next training call in this thread record into ``run``; return the undo."""
 
-    Args:
-        name: The run's name: letters, digits and ``._=+@,-``; it also names its checkpoint folder.
-        db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
-        checkpoint_dir: The folder under which the run's folder of checkpoints is made: a local
-            path, or a URL of shared storage such as ``s3://bucket/prefix`` (through fsspec).
-            Defaults to ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``.
-        config: JSON-able hyperparameters stored with the run. Defaults to None.
-        monitor: The metric that defines the best epoch. Defaults to ``val_loss``,
-            or ``loss`` when there is no validation.
-        mode: Whether lower (``"min"``) or higher (``"max"``) ``monitor`` is better;
-            ``"auto"`` picks max for accuracy-like names. Defaults to ``"auto"``.
-        keep_last: How many of the newest checkpoints to keep; None keeps all. Defaults to 3.
-        keep_best: Also keep the best epoch's checkpoint. Defaults to True.
-        force: Take over the run even if another live process is writing it. Defaults to False.
-        storage_options: Options for the fsspec filesystem of a ``checkpoint_dir`` URL, such as
-            ``{"endpoint_url": ...}``; never recorded. Defaults to None (the provider's environment).
-
-    Returns:
-        A `Run`, to use as a context manager.
-    """
-    return Run(
-        name, db=db, checkpoint_dir=checkpoint_dir, config=config, monitor=monitor, mode=mode,
-        keep_last=keep_last, keep_best=keep_best, force=force, storage_options=storage_options,
-    )
+    def callback(self, run: Run) -> object:
+        """The framework's callback object that records into ``run``, for explicit use."""
 
 
 class Run:
-    """One tracked training run. Create it with `track`."""
+    """One tracked training run. Create it with `tracker.track`, which wires it to Keras.
+
+    Used directly, without an integration, it is the protocol alone: `start`, then
+    `commit_epoch` (or `submit_epoch`) for each epoch, then `finish`.
+
+    Example:
+        ```python
+        run = Run("sim", monitor="loss")
+        run.start()
+        for epoch in range(run.initial_epoch, 10):
+            run.commit_epoch(epoch, {"loss": 1.0 / (epoch + 1)}, {"w": weights}, {})
+        run.finish("completed")
+        ```
+    """
 
     def __init__(
         self,
         name: str,
         *,
-        db: str | os.PathLike[str] | None,
-        checkpoint_dir: str | os.PathLike[str] | None,
-        config: Mapping[str, Any] | None,
-        monitor: str | None,
-        mode: str,
-        keep_last: int | None,
-        keep_best: bool,
-        force: bool,
+        db: str | os.PathLike[str] | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        monitor: str | None = None,
+        mode: str = "auto",
+        keep_last: int | None = 3,
+        keep_best: bool = True,
+        force: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        integration: Integration | None = None,
     ) -> None:
         self.name = settings.validate_run_name(name)
         if mode not in ("auto", "min", "max"):
@@ -139,10 +113,11 @@ class Run:
         self.folder = checkpoint.open_folder(checkpoint_dir, self.name, self._storage_options)
         #: False on a non-chief worker of a multi-worker cluster: it resumes like the chief but writes nothing.
         self.is_writer = settings.is_chief()
+        self._integration = integration
         self._monitor_given = monitor
-        self._monitor = monitor or "val_loss"
-        self._mode = _resolve_mode(self._monitor, mode)
-        self._mode_arg = mode
+        #: The metric that defines the best epoch, and whether "min" or "max" of it is best; None until known.
+        self._monitor: str | None = monitor
+        self._mode: str | None = None if mode == "auto" else mode
         self._keep_last = keep_last
         self._keep_best = keep_best
         self._force = force or os.environ.get(settings.ENV_FORCE) == "1"
@@ -152,14 +127,23 @@ class Run:
         self._first_commit = True
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._unpatch = None
-        self._callback = None
+        self._unpatch: Callable[[], None] | None = None
+        self._callback: object | None = None
         self._writer: BackgroundWriter | None = None
+        self._clean = MetricFilter(self.name)
+        #: The run as it was before this attempt started; None for a new run.
+        self._before: RunRow | None = None
+        self._claimed = False
+        #: Whether this start found no ownership marker: the folder is new to the run.
+        self._new_folder = False
+        #: Whether a fit call began inside the block, and whether it began training epochs.
+        self._fit_seen = False
+        self._training_began = False
         #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies.
         self.initial_epoch = 0
-        #: The arrays and header of the checkpoint to resume from, until the model takes them.
-        self.resume_state: tuple[dict[str, np.ndarray], dict] | None = None
-        #: True when a callback (e.g. EarlyStopping) ended training at the resume point: nothing is left to train.
+        #: The checkpoint to resume from, until the adapter restores it (`take_resume_point`).
+        self.resume_point: ResumePoint | None = None
+        #: True when training stopped itself (e.g. EarlyStopping) at the resume point: nothing is left to train.
         self.stopped_early = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -167,23 +151,28 @@ class Run:
     def __enter__(self) -> Run:
         self.start()
         try:
-            from tracker import keras as keras_adapter
-
-            self._unpatch = keras_adapter.patch_fit(self)
+            if self._integration is not None:
+                self._unpatch = self._integration.attach(self)
         except BaseException as e:
-            self.finish("failed", error=f"{type(e).__name__}: {e}")
+            self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
             raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._unpatch is not None:
             self._unpatch()
-        if exc_type is None:
-            self.finish("completed")
+        if exc_type is None and not self._fit_seen and self.is_writer:
+            warn_user(
+                f"no fit call ran inside tracker.track({self.name!r}) in the thread that opened it, so nothing was "
+                "recorded for this block. Call model.fit inside the with block, in the same thread."
+            )
+            self.finish(Status.COMPLETED, discard=True)
+        elif exc_type is None:
+            self.finish(Status.COMPLETED)
         elif issubclass(exc_type, KeyboardInterrupt):
-            self.finish("interrupted")
+            self.finish(Status.INTERRUPTED)
         else:
-            self.finish("failed", error=f"{exc_type.__name__}: {exc}")
+            self.finish(Status.FAILED, error=f"{exc_type.__name__}: {exc}")
 
     def start(self) -> None:
         """Open the database, claim the run, and find the resume point: all before any training."""
@@ -193,24 +182,28 @@ class Run:
         self.folder.probe_writable()
         self._store = open_store(self._db)
         try:
+            self._before = self._store.find_run(self.name)
             self._run, self._attempt_id = self._store.start_attempt(
-                self.name, config=self._config, checkpoint_dir=self.folder.location, process=_this_process(), force=self._force,
+                self.name, config=self._config, checkpoint_dir=self.folder.location, force=self._force,
+                process=_this_process(self._integration.versions if self._integration else ()),
             )
         except BaseException:
             self._store.close()
             self._store = None
             raise
         try:
-            self.folder.claim(self._run.uid, self._store.display)
+            referenced = self._store.referenced_paths(self._run.id)
+            self._new_folder = self.folder.claim(self._run.uid, self._store.display, referenced)
+            self._claimed = True
             if self._monitor_given is None and self._run.monitor:
                 self._monitor, self._mode = self._run.monitor, self._run.mode or self._mode
-            elif self._monitor_given is not None and (self._run.monitor, self._run.mode) != (self._monitor, self._mode):
-                self._run = self._store.set_monitor(self._run, self._monitor, self._mode)
-            self.folder.sweep(self._store.referenced_paths(self._run.id))
+            self.folder.sweep(referenced)
             self._find_resume_point()
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
         except BaseException as e:
-            self.finish("failed", error=f"{type(e).__name__}: {e}")
+            self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
+            if self._new_folder:
+                self.folder.release()  # nothing was written there: leave no empty folder behind
             raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)
         self._heartbeat.start()
@@ -227,29 +220,41 @@ class Run:
             if self._run is not None:
                 self._find_resume_point()
         except BaseException:
-            self.finish("failed")
+            self.finish(Status.FAILED)
             raise
 
     def _find_resume_point(self) -> None:
         store, run = self._require()
-        failures = []
+        failures, missing = [], []
         for row in store.checkpoints(run.id):
             try:
-                self.resume_state = checkpoint.load(row.checkpoint, self._storage_options)
+                arrays, header = checkpoint.load(self.folder.locate(row.checkpoint), self._storage_options)
             except CheckpointError as e:
                 failures.append(f"epoch {row.epoch}: {e}")
+                if isinstance(e.__cause__, FileNotFoundError):
+                    missing.append(row.checkpoint.path)
                 continue
+            self.resume_point = ResumePoint(row.epoch, arrays, header)
             self.initial_epoch = row.epoch + 1
-            self.stopped_early = bool(self.resume_state[1].get("stop_training"))
+            self.stopped_early = self.resume_point.stopped
             break
+        if self.resume_point is None and failures and len(missing) == len(failures) and self._new_folder:
+            # Every file is gone and the folder is new to the run: it was moved or deleted, not corrupted.
+            # Starting over here would quietly supersede every epoch, so say where the files were instead.
+            raise ResumeError(
+                f"Run {self.name!r} has committed checkpoints, but none is at its recorded path (newest: {missing[0]}) "
+                f"or in {self.folder}, which holds no "
+                "checkpoint of this run. If you moved the checkpoint folder, pass checkpoint_dir= (or TRACKER_CHECKPOINT_DIR) "
+                "pointing at the folder that now holds it; to train this run from scratch, give it a new name."
+            )
         if failures and self.is_writer:
             reason = "; ".join(failures)
-            if self.resume_state is None:
+            if self.resume_point is None:
                 msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
             else:
                 msg = (f"Run {self.name!r}: falling back to epoch {self.initial_epoch - 1} because newer checkpoints "
                        f"do not verify ({reason}). Epochs from {self.initial_epoch} on are kept as superseded.")
-            warnings.warn(msg, stacklevel=3)
+            warn_user(msg)
         if self.is_writer and run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
             store.supersede(run, self._attempt_id, self.initial_epoch)
             self._run = store.get_run(self.name)
@@ -263,25 +268,50 @@ class Run:
             except TrackerError as e:
                 log.warning("Run %r: heartbeat failed: %s", self.name, e)
 
-    def finish(self, status: str, *, error: str | None = None) -> None:
-        """Record how this attempt ended and release the run."""
+    def finish(self, status: Status, *, error: str | None = None, discard: bool = False) -> None:
+        """Record how this attempt ended and release the run.
+
+        An attempt that trained nothing is discarded instead of recorded when ``discard`` is
+        set, or when it failed before training a run that has no other attempt: a failed
+        start leaves no empty run behind.
+        """
         if self._store is None:
             return
         if not self.is_writer:
             self._store.close()
             self._store = None
             return
-        if self._writer is not None:
-            self._writer.close()  # what was handed over is committed before the attempt ends
-            self._writer = None
+        interrupted = False
+        try:
+            if self._writer is not None:
+                self._writer.close()  # what was handed over is committed before the attempt ends
+        except KeyboardInterrupt:
+            # A second Ctrl-C: stop waiting for the pending epoch, but still say how the attempt ended.
+            status, interrupted = Status.INTERRUPTED, True
+        self._writer = None
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
         try:
-            self._store.finish_attempt(self._run.id, self._attempt_id, status, error=error)
+            with _sigint_deferred():
+                self._record_end(status, error, discard or (status == Status.FAILED and not self._training_began))
         finally:
             self._store.close()
             self._store = None
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _record_end(self, status: Status, error: str | None, discard: bool) -> None:
+        store = self._store
+        if self._run is None or self._attempt_id is None:
+            return
+        if discard:
+            removed = store.discard_attempt(self._run.id, self._attempt_id, only_new_run=status == Status.FAILED)
+            if removed == "run" and self._claimed:
+                self.folder.release()
+            if removed != "kept":
+                return
+        store.finish_attempt(self._run.id, self._attempt_id, status, error=error)
 
     def _require(self) -> tuple[Store, RunRow]:
         if self._store is None or (self._run is None and self.is_writer):
@@ -291,39 +321,81 @@ class Run:
     # -- what fit needs ----------------------------------------------------
 
     @property
-    def callback(self) -> keras.callbacks.Callback:
-        """The Keras callback that records this run, for ``callbacks=[run.callback]``."""
+    def callback(self) -> Any:
+        """The framework's callback that records this run, for ``callbacks=[run.callback]``."""
+        if self._integration is None:
+            raise TrackerError(f"Run {self.name!r} has no framework integration: create it with tracker.track(...).")
         if self._callback is None:
-            from tracker.keras import TrackerCallback
-
-            self._callback = TrackerCallback(self)
+            self._callback = self._integration.callback(self)
         return self._callback
 
+    def resolve_monitor(self, default: str, direction: Callable[[str], str | None]) -> None:
+        """Settle the metric that defines the best epoch, before the first epoch is handed over.
+
+        The adapter knows its framework's conventions: ``default`` is the monitor when the user
+        named none (and the run recorded none), and ``direction(name)`` says whether ``"min"`` or
+        ``"max"`` of a metric is better, or None when the framework cannot tell.
+        """
+        if self._monitor is None:
+            self._monitor = default
+        if self._mode is None:
+            self._mode = direction(self._monitor)
+            if self._mode is None:
+                warn_user(
+                    f"Run {self.name!r}: cannot tell whether a higher or a lower {self._monitor!r} is better; "
+                    "taking lower as better. Pass mode='max' or mode='min' to tracker.track to say which."
+                )
+                self._mode = "min"
+
+    def fit_started(self) -> None:
+        """Note that a training call began inside the block (even one with nothing left to train)."""
+        self._fit_seen = True
+
     def set_target_epochs(self, epochs: int) -> None:
-        """Record how many epochs in all the ``fit`` call asked for."""
+        """Record how many epochs in all the training call asked for, once it starts its first epoch.
+
+        Warns when a resume asks for another total than the run was started with.
+        """
+        self._fit_seen = self._training_began = True
         if not self.is_writer:
             return
         store, run = self._require()
+        before = self._before
+        extends = before is not None and before.status == Status.COMPLETED and epochs > (before.target_epochs or 0)
+        if self.initial_epoch and before is not None and before.target_epochs not in (None, epochs) and not extends:
+            warn_user(
+                f"Run {self.name!r} was started with epochs={before.target_epochs}; this fit asks for epochs={epochs}, "
+                f"so the run's target is now {epochs}. If that is not what you meant, check the arguments and "
+                "environment variables that set epochs."
+            )
         store.set_target_epochs(run.id, epochs)
+        self._run = dataclasses.replace(run, target_epochs=epochs)
 
-    def take_resume_state(self) -> tuple[dict[str, np.ndarray], dict] | None:
+    def take_resume_point(self) -> ResumePoint | None:
         """Hand over the checkpoint to restore, once; later calls get None."""
-        state, self.resume_state = self.resume_state, None
-        return state
+        point, self.resume_point = self.resume_point, None
+        return point
 
-    def submit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
+    def submit_epoch(
+        self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object],
+        *, stopped: bool = False,
+    ) -> None:
         """Hand ``epoch`` to the background writer and return; it is committed by `commit_epoch` on that thread.
 
         Waits first until the previous epoch is committed, so training is never more than one
         epoch ahead of the database, and raises here if that previous epoch failed.
-        ``arrays`` must be a snapshot that training will not change.
+        ``arrays`` must be a snapshot that training will not change. ``stopped`` says that training
+        stopped itself at this epoch (early stopping): a resume from it has nothing left to train.
         """
-        values = {str(k): _scalar(k, v) for k, v in logs.items()}  # bad metrics fail on the caller's thread
+        # On the caller's thread, so that warnings name the user's line and bad names fail here.
+        values = self._clean(logs)
         if not self.is_writer:
             return
+        if self._first_commit:
+            self._settle_monitor(values)
         if self._writer is None:
             self._writer = BackgroundWriter(lambda job: self.commit_epoch(*job), name=f"tracker-writer-{self.name}")
-        self._writer.submit((epoch, values, arrays, header))
+        self._writer.submit((epoch, values, arrays, {**header, STOPPED_KEY: stopped}))
 
     def flush(self) -> None:
         """Wait until every handed-over epoch is committed; raise if one could not be."""
@@ -334,7 +406,7 @@ class Run:
         """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction."""
         if not self.is_writer:
             return
-        values = {str(k): _scalar(k, v) for k, v in logs.items()}
+        values = self._clean(logs)
         if self._first_commit:
             self._settle_monitor(values)
         store, run = self._require()
@@ -351,36 +423,32 @@ class Run:
     def _settle_monitor(self, values: Mapping[str, float]) -> None:
         store, run = self._require()
         self._first_commit = False
-        if self._monitor not in values and self._monitor_given is None and "loss" in values:
-            self._monitor, self._mode = "loss", _resolve_mode("loss", self._mode_arg)
-        elif self._monitor not in values:
-            warnings.warn(
+        if self._monitor is None:
+            return  # no monitor named, and no integration to choose one: no best epoch
+        mode = self._mode or "min"  # without an integration to ask, lower is better
+        if self._monitor not in values:
+            warn_user(
                 f"Run {self.name!r}: monitor {self._monitor!r} is not among the metrics "
-                f"({', '.join(sorted(values))}); the best epoch will not be tracked.", stacklevel=4,
+                f"({', '.join(sorted(values))}); the best epoch will not be tracked."
             )
-        if run.monitor != self._monitor:
-            self._run = store.set_monitor(run, self._monitor, self._mode)
+        if (run.monitor, run.mode) != (self._monitor, mode):
+            self._run = store.set_monitor(run, self._monitor, mode)
 
 
-def _resolve_mode(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    base = monitor.removeprefix("val_")
-    words = base.split("_")
-    return "max" if any(w in words for w in _MAX_MODE_WORDS) else "min"
-
-
-def _scalar(name: object, value: object) -> float:
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"Metric {name!r} must be a single number to be tracked. Received: {type(value).__name__} "
-            f"with shape {arr.shape} and dtype {arr.dtype}. Reduce it to a scalar (e.g. its mean) "
-            "or keep it out of the Keras logs."
-        )
-    return float(arr)
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C while the end of an attempt is recorded; raise it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -396,14 +464,14 @@ def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         raise TypeError(f"Invalid value for argument `config`: it must be JSON-able ({e}).") from e
 
 
-def _this_process() -> ProcessInfo:
+def _this_process(frameworks: tuple[str, ...]) -> ProcessInfo:
     versions = {"python": sys.version.split()[0]}
-    for dist in _VERSIONED:
+    for dist in (*_VERSIONED, *frameworks):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             pass
     return ProcessInfo(
         executable=sys.executable, argv=[redact(arg) for arg in sys.orig_argv[1:]], cwd=os.getcwd(),
-        host=socket.gethostname(), pid=os.getpid(), versions=versions,
+        host=socket.gethostname(), pid=os.getpid(), versions=versions, start=this_process_start(),
     )

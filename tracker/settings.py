@@ -63,7 +63,7 @@ def lock_timeout() -> float:
 def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> str:
     """Where checkpoints go: the argument, else ``$TRACKER_CHECKPOINT_DIR``, else ``./checkpoints``.
 
-    A local path comes back absolute; a URL (``s3://bucket/prefix``) as given.
+    A local path comes back absolute and resolved; a URL (``s3://bucket/prefix``) as given.
 
     Raises:
         ValueError: The URL holds a password, which would end up in the database.
@@ -77,7 +77,8 @@ def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> st
                 "credentials through storage_options= or the storage provider's environment variables instead."
             )
         return chosen.rstrip("/")
-    return str(Path(chosen.removeprefix("file://")).expanduser().absolute())
+    # Resolved, symlinks included, so that one folder reached by two paths is recorded the same way.
+    return str(Path(chosen.removeprefix("file://")).expanduser().resolve())
 
 
 def is_url(location: str) -> bool:

@@ -15,12 +15,11 @@ import difflib
 import json
 import math
 import os
-import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -28,16 +27,19 @@ from tracker import db as dbmod
 from tracker import migrate, settings
 from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.faults import pause_point
+from tracker.process import is_this_process
+from tracker.records import (
+    AttemptRow,
+    EpochRow,
+    FileInfo,
+    ProcessInfo,
+    Retention,
+    RunRow,
+    Status,
+    now,
+)
 from tracker.redact import redact
 from tracker.tables import attempts, epochs, metrics, runs
-
-#: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
-HEARTBEAT_INTERVAL = timedelta(seconds=15)
-LEASE = timedelta(seconds=120)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -51,97 +53,6 @@ def _db_value(v: float) -> float | None:
 
 def _py_value(v: float | None) -> float:
     return math.nan if v is None else v
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A checkpoint file as the database records it."""
-
-    path: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class EpochRow:
-    id: int
-    epoch: int
-    superseded: bool
-    checkpoint: FileInfo | None
-
-
-@dataclass(frozen=True)
-class Retention:
-    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``."""
-
-    keep_last: int
-    keep_best: bool
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """How to launch the training process again."""
-
-    executable: str
-    argv: list[str]
-    cwd: str
-    host: str
-    pid: int
-    versions: dict[str, str]
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    id: int
-    status: str
-    started_at: datetime
-    ended_at: datetime | None
-    heartbeat_at: datetime
-    initial_epoch: int
-    process: ProcessInfo
-    error: str | None
-
-    def alive(self, at: datetime | None = None) -> bool:
-        """Whether the process of this attempt still holds its lease."""
-        if self.status != "running" or (at or now()) - self.heartbeat_at > LEASE:
-            return False
-        return self.process.host != socket.gethostname() or _pid_exists(self.process.pid)
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    name: str
-    #: Unique across databases: marks the run's checkpoint folder as its own.
-    uid: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    config: dict
-    monitor: str | None
-    mode: str | None
-    target_epochs: int | None
-    checkpoint_dir: str
-    last_epoch: int | None
-    best_epoch: int | None
-    best_value: float | None
-    writer_attempt_id: int | None
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process whose parent has not reaped it still answers kill(0); in
-    # containers without an init that reaps, such zombies linger.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _kept(run_id: int) -> sa.Select:
@@ -309,22 +220,22 @@ class Store:
             if row is None:
                 run_id = conn.execute(
                     runs.insert().values(
-                        name=name, uid=uuid.uuid4().hex, status="running", created_at=t, updated_at=t,
+                        name=name, uid=uuid.uuid4().hex, status=Status.RUNNING, created_at=t, updated_at=t,
                         config=json.dumps(dict(config), sort_keys=True), checkpoint_dir=checkpoint_dir,
                     )
                 ).inserted_primary_key[0]
             else:
                 run_id = row["id"]
                 self._retire_writer(conn, run_id, row["writer_attempt_id"], name, force, t)
-                values: dict[str, object] = {"status": "running", "updated_at": t, "checkpoint_dir": checkpoint_dir}
+                values: dict[str, object] = {"status": Status.RUNNING, "updated_at": t, "checkpoint_dir": checkpoint_dir}
                 if config:
                     values["config"] = json.dumps(dict(config), sort_keys=True)
                 conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
             attempt_id = conn.execute(
                 attempts.insert().values(
-                    run_id=run_id, status="running", started_at=t, heartbeat_at=t, initial_epoch=0,
+                    run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
                     host=process.host, pid=process.pid, executable=process.executable,
-                    argv=json.dumps(process.argv), cwd=process.cwd,
+                    argv=json.dumps(process.argv), cwd=process.cwd, process_start=process.start,
                     versions=json.dumps(process.versions, sort_keys=True),
                 )
             ).inserted_primary_key[0]
@@ -341,6 +252,12 @@ class Store:
         if row is None:
             return
         writer = _attempt_row(row)
+        if writer.alive(t) and not force and is_this_process(writer.process.host, writer.process.pid, writer.process.start):
+            raise RunLockedError(
+                f"Run {name!r} is already being written by this process (pid {writer.process.pid}): tracker.track "
+                "blocks for the same run are nested. End the outer block before opening another one for this run "
+                "(or pass force=True to take the run over from it)."
+            )
         if writer.alive(t) and not force:
             age = (t - writer.heartbeat_at).total_seconds()
             raise RunLockedError(
@@ -348,8 +265,8 @@ class Store:
                 f"(heartbeat {age:.0f}s ago). Stop that process first, or take over with "
                 f"python -m tracker.resume {name} --force."
             )
-        if writer.status == "running":
-            status = "taken-over" if writer.alive(t) else "crashed"
+        if writer.status == Status.RUNNING:
+            status = Status.TAKEN_OVER if writer.alive(t) else Status.CRASHED
             conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t))
 
     def set_monitor(self, run: RunRow, monitor: str, mode: str) -> RunRow:
@@ -373,8 +290,11 @@ class Store:
     def finish_attempt(self, run_id: int, attempt_id: int, status: str, *, error: str | None = None) -> None:
         t = now()
         with self._write() as conn:
+            # An attempt that was taken over keeps saying so: its own late exit does not rewrite that.
             conn.execute(
-                attempts.update().where(attempts.c.id == attempt_id).values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
+                attempts.update()
+                .where(attempts.c.id == attempt_id, attempts.c.status == Status.RUNNING)
+                .values(status=status, ended_at=t, heartbeat_at=t, error=None if error is None else redact(error))
             )
             # Only the current writer speaks for the run.
             conn.execute(
@@ -382,6 +302,48 @@ class Store:
                 .where(runs.c.id == run_id, runs.c.writer_attempt_id == attempt_id)
                 .values(status=status, updated_at=t)
             )
+
+    def discard_attempt(self, run_id: int, attempt_id: int, *, only_new_run: bool) -> Literal["run", "attempt", "kept"]:
+        """Remove an attempt that committed nothing, as if it had never started.
+
+        The run goes with it when it has no other attempt (``"run"``); otherwise the run's status
+        and writer are again those of its newest other attempt (``"attempt"``). With
+        ``only_new_run``, an attempt of a run that has others is kept (``"kept"``), and so is one
+        that committed an epoch or was taken over.
+        """
+        with self._write() as conn:
+            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run_id))
+            committed = conn.scalar(sa.select(sa.func.count()).select_from(epochs).where(epochs.c.attempt_id == attempt_id))
+            if writer != attempt_id or committed:
+                return "kept"
+            previous = conn.execute(
+                sa.select(attempts.c.id, attempts.c.status)
+                .where(attempts.c.run_id == run_id, attempts.c.id != attempt_id)
+                .order_by(attempts.c.id.desc()).limit(1)
+            ).first()
+            if previous is not None and only_new_run:
+                return "kept"
+            conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=None))
+            conn.execute(attempts.delete().where(attempts.c.id == attempt_id))
+            if previous is None:
+                conn.execute(runs.delete().where(runs.c.id == run_id))
+                return "run"
+            conn.execute(runs.update().where(runs.c.id == run_id).values(status=previous.status, writer_attempt_id=previous.id))
+            return "attempt"
+
+    def rewind(self, run: RunRow, to_epoch: int, *, force: bool) -> int:
+        """Make ``to_epoch`` the run's resume point: later live epochs are superseded. Returns how many.
+
+        The writer is retired in the same transaction (refused with `RunLockedError` while it is
+        alive, unless ``force``), so a live writer cannot commit past the rewind.
+        """
+        with self._write() as conn:
+            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
+            self._retire_writer(conn, run.id, writer, run.name, force, now())
+            conn.execute(runs.update().where(runs.c.id == run.id).values(writer_attempt_id=None))
+            n = self._supersede(conn, run, to_epoch + 1)
+            pause_point("during-rewind", to_epoch)
+        return n
 
     # -- epochs ------------------------------------------------------------
 
@@ -418,16 +380,7 @@ class Store:
         if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
             best_epoch, best_value = epoch, values[run.monitor]
         with self._write() as conn:
-            # The summary update doubles as the fence: it matches no row once another attempt took over.
-            fenced = conn.execute(
-                runs.update()
-                .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
-                .values(last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
-            ).rowcount
-            if fenced != 1:
-                raise RunLockedError(
-                    f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
-                )
+            self._fence(conn, run, attempt_id, epoch, best_epoch, best_value, t)
             epoch_id = conn.execute(
                 epochs.insert().values(
                     run_id=run.id, attempt_id=attempt_id, epoch=epoch, committed_at=t,
@@ -449,6 +402,57 @@ class Store:
             pause_point("during-commit", epoch)
         return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t), doomed
 
+    @staticmethod
+    def _fence(
+        conn: sa.Connection, run: RunRow, attempt_id: int, last_epoch: int, best_epoch: int | None, best_value: float | None, t: datetime
+    ) -> None:
+        """Update the run's summary, refused with `RunLockedError` unless ``attempt_id`` is still its writer.
+
+        The summary update doubles as the fence: it matches no row once another attempt took over.
+        """
+        fenced = conn.execute(
+            runs.update()
+            .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
+            .values(last_epoch=last_epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+        ).rowcount
+        if fenced != 1:
+            raise RunLockedError(
+                f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
+            )
+
+    def commit_history(self, run: RunRow, attempt_id: int, rows: Sequence[tuple[int, Mapping[str, float]]]) -> RunRow:
+        """Commit many epochs that have no checkpoint, such as an imported history, in ONE transaction.
+
+        ``rows`` are ``(epoch, metrics)`` pairs in increasing epoch order, all after the run's last epoch.
+        Fenced like `commit_epoch`. Returns the run's view after them.
+        """
+        if not rows:
+            return run
+        t = now()
+        best_epoch, best_value = run.best_epoch, run.best_value
+        for epoch, values in rows:
+            if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+                best_epoch, best_value = epoch, values[run.monitor]
+        last = rows[-1][0]
+        with self._write() as conn:
+            self._fence(conn, run, attempt_id, last, best_epoch, best_value, t)
+            ids = conn.execute(
+                epochs.insert().returning(epochs.c.id, sort_by_parameter_order=True),
+                [
+                    {"run_id": run.id, "attempt_id": attempt_id, "epoch": epoch, "committed_at": t,
+                     "checkpoint_deleted": False, "superseded": False}
+                    for epoch, _ in rows
+                ],
+            ).scalars().all()
+            metric_rows = [
+                {"epoch_id": epoch_id, "name": k, "run_id": run.id, "epoch": epoch, "value": _db_value(v), "superseded": False}
+                for epoch_id, (epoch, values) in zip(ids, rows)
+                for k, v in values.items()
+            ]
+            if metric_rows:
+                conn.execute(metrics.insert(), metric_rows)
+        return dataclasses.replace(run, last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+
     def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
         """Mark live epochs ``>= from_epoch`` superseded (kept, left out of curves) and recompute the run summary.
 
@@ -459,17 +463,20 @@ class Store:
                 writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
                 if writer != attempt_id:
                     raise RunLockedError(f"Run {run.name!r} was taken over by another process.")
-            n = conn.execute(
-                epochs.update()
-                .where(epochs.c.run_id == run.id, epochs.c.epoch >= from_epoch, epochs.c.superseded == sa.false())
-                .values(superseded=True)
-            ).rowcount
-            conn.execute(
-                metrics.update()
-                .where(metrics.c.run_id == run.id, metrics.c.epoch >= from_epoch, metrics.c.superseded == sa.false())
-                .values(superseded=True)
-            )
-            self._resummarize(conn, run)
+            return self._supersede(conn, run, from_epoch)
+
+    def _supersede(self, conn: sa.Connection, run: RunRow, from_epoch: int) -> int:
+        n = conn.execute(
+            epochs.update()
+            .where(epochs.c.run_id == run.id, epochs.c.epoch >= from_epoch, epochs.c.superseded == sa.false())
+            .values(superseded=True)
+        ).rowcount
+        conn.execute(
+            metrics.update()
+            .where(metrics.c.run_id == run.id, metrics.c.epoch >= from_epoch, metrics.c.superseded == sa.false())
+            .values(superseded=True)
+        )
+        self._resummarize(conn, run)
         return n
 
     def _resummarize(self, conn: sa.Connection, run: RunRow) -> None:
@@ -583,7 +590,7 @@ def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:
 
 def _run_row(r: Mapping) -> RunRow:
     return RunRow(
-        id=r["id"], name=r["name"], uid=r["uid"], status=r["status"], created_at=_aware(r["created_at"]),
+        id=r["id"], name=r["name"], uid=r["uid"], status=Status(r["status"]), created_at=_aware(r["created_at"]),
         updated_at=_aware(r["updated_at"]), config=json.loads(r["config"]), monitor=r["monitor"],
         mode=r["mode"], target_epochs=r["target_epochs"], checkpoint_dir=r["checkpoint_dir"],
         last_epoch=r["last_epoch"], best_epoch=r["best_epoch"], best_value=r["best_value"],
@@ -593,11 +600,11 @@ def _run_row(r: Mapping) -> RunRow:
 
 def _attempt_row(r: Mapping) -> AttemptRow:
     return AttemptRow(
-        id=r["id"], status=r["status"], started_at=_aware(r["started_at"]), ended_at=_aware(r["ended_at"]),
+        id=r["id"], status=Status(r["status"]), started_at=_aware(r["started_at"]), ended_at=_aware(r["ended_at"]),
         heartbeat_at=_aware(r["heartbeat_at"]), initial_epoch=r["initial_epoch"],
         process=ProcessInfo(
             executable=r["executable"], argv=json.loads(r["argv"]), cwd=r["cwd"], host=r["host"],
-            pid=r["pid"], versions=json.loads(r["versions"]),
+            pid=r["pid"], versions=json.loads(r["versions"]), start=r["process_start"],
         ),
         error=r["error"],
     )

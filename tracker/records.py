@@ -1,0 +1,146 @@
+"""The records tracker's layers hand each other, and the statuses of runs and attempts.
+
+A leaf module: it imports nothing of tracker's but `tracker.process` (itself a leaf), so
+the file layer can use `FileInfo` without loading the database layer.
+
+Example:
+    >>> FileInfo("ckpt/cnn/epoch-000003-0123456789ab.npz", 1024, "ab" * 32).size
+    1024
+    >>> Status.CRASHED == "crashed"
+    True
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from tracker.process import is_running
+
+#: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
+HEARTBEAT_INTERVAL = timedelta(seconds=15)
+LEASE = timedelta(seconds=120)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Status(str, enum.Enum):
+    """How a run or an attempt stands. Stored as its value; compares equal to it."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    #: Its process died without saying: a lapsed lease, or a process that is gone.
+    CRASHED = "crashed"
+    #: Another process took the run over (``--force``) while this attempt's process lived.
+    TAKEN_OVER = "taken-over"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A checkpoint file as the database records it."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One committed epoch, and its checkpoint if it still has one."""
+
+    id: int
+    epoch: int
+    superseded: bool
+    checkpoint: FileInfo | None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``."""
+
+    keep_last: int
+    keep_best: bool
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """How to launch the training process again."""
+
+    executable: str
+    argv: list[str]
+    cwd: str
+    host: str
+    pid: int
+    versions: dict[str, str]
+    #: Boot id and start time of the process (`tracker.process.start_of`), so that a reused pid is not taken for it.
+    start: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One process's go at a run: how it was launched, and how it ended."""
+
+    id: int
+    status: Status
+    started_at: datetime
+    ended_at: datetime | None
+    heartbeat_at: datetime
+    initial_epoch: int
+    process: ProcessInfo
+    error: str | None
+
+    def alive(self, at: datetime | None = None) -> bool:
+        """Whether the process of this attempt still holds its lease."""
+        if self.status != Status.RUNNING or (at or now()) - self.heartbeat_at > LEASE:
+            return False
+        return is_running(self.process.host, self.process.pid, self.process.start)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the database records it, with its summary (newest and best epoch)."""
+
+    id: int
+    name: str
+    #: Unique across databases: marks the run's checkpoint folder as its own.
+    uid: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    config: dict
+    monitor: str | None
+    mode: str | None
+    target_epochs: int | None
+    checkpoint_dir: str
+    last_epoch: int | None
+    best_epoch: int | None
+    best_value: float | None
+    writer_attempt_id: int | None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from: its epoch, its arrays and its header."""
+
+    epoch: int
+    arrays: dict[str, Any]
+    header: dict[str, Any]
+
+    @property
+    def stopped(self) -> bool:
+        """Whether training stopped itself at this epoch (early stopping): nothing is left to train."""
+        # Checkpoints of tracker 0.1 said it under Keras's name for it.
+        return bool(self.header.get(STOPPED_KEY, self.header.get("stop_training")))
+
+
+#: The checkpoint header key that says training stopped itself at that epoch.
+STOPPED_KEY = "stopped"
