@@ -21,8 +21,9 @@ import sqlalchemy as sa
 # Read at import: the suite's autouse fixture clears every TRACKER_* variable before each test.
 POSTGRES_URL = os.environ.get("TRACKER_TEST_POSTGRES")
 REQUIRE_SERVERS = os.environ.get("TRACKER_TEST_REQUIRE_SERVERS") == "1"
-#: Put into every PostgreSQL test URL so that tests can check it is never shown; the test server trusts loopback.
-PG_PASSWORD = "pg-s3cret-pw"
+#: The test server's password, in every PostgreSQL test URL, so that tests can check it is never shown.
+#: Without a server, a stand-in that no output contains either.
+PG_PASSWORD = (sa.make_url(POSTGRES_URL).password if POSTGRES_URL else None) or "pg-s3cret-pw"
 
 #: ``@sqlite_only`` on a test that uses the ``db`` fixture runs it against SQLite alone.
 sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -35,7 +36,13 @@ def require_postgres() -> sa.URL:
         if REQUIRE_SERVERS:
             pytest.fail(reason + " — TRACKER_TEST_REQUIRE_SERVERS=1 makes this an error")
         pytest.skip(reason)
-    return sa.make_url(POSTGRES_URL)
+    url = sa.make_url(POSTGRES_URL)
+    if not url.password:
+        pytest.fail(
+            "TRACKER_TEST_POSTGRES has no password: the tests need a server that checks passwords, "
+            "so that a mangled password fails (scripts/test_postgres.sh starts one and prints its URL)"
+        )
+    return url
 
 
 def fresh_postgres_database() -> Iterator[str]:
@@ -49,7 +56,7 @@ def fresh_postgres_database() -> Iterator[str]:
     except sa.exc.OperationalError as e:
         pytest.fail(f"PostgreSQL server at {admin_url.render_as_string()} is unreachable: {e}")
     try:
-        yield admin_url.set(database=name, password=PG_PASSWORD).render_as_string(hide_password=False)
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

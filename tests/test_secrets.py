@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 import tracker
-from tests.servers import PG_PASSWORD, S3_CREDENTIALS
+from tests.servers import PG_PASSWORD, S3_CREDENTIALS, require_postgres
 from tracker.redact import redact, unredact
 
 CHILD = Path(__file__).with_name("child_numpy.py")
@@ -58,6 +60,57 @@ def test_a_team_run_keeps_its_secrets(postgres_db, s3_prefix, tmp_path):
         assert secret not in stored
 
 
+#: Whitespace where a password-matching pattern would stop, and characters that a URL must escape.
+SPACED_PASSWORD = "correct horse: battery"
+
+
+@pytest.fixture
+def spaced_password_db(postgres_db) -> Iterator[str]:
+    """``postgres_db`` owned by a new role whose password holds spaces, as a user types it: not escaped."""
+    admin = sa.create_engine(require_postgres(), isolation_level="AUTOCOMMIT")
+    role = f"tracker_spaced_{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(postgres_db)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{SPACED_PASSWORD}'")
+        conn.exec_driver_sql(f'ALTER DATABASE "{url.database}" OWNER TO {role}')
+    try:
+        yield f"{url.drivername}://{role}:{SPACED_PASSWORD}@{url.host}:{url.port}/{url.database}"
+    finally:
+        with admin.connect() as conn:  # the role owns the tables in it, so the database goes first
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
+
+
+@pytest.mark.parametrize("form", ["separate", "equals"], ids=["--db URL", "--db=URL"])
+def test_a_password_with_spaces_is_masked_and_resume_puts_it_back(spaced_password_db, ckpt, tmp_path, form):
+    url = spaced_password_db
+    train = tmp_path / "train.py"
+    train.write_text(CHILD.read_text())
+    db_args = ["--db", url] if form == "separate" else [f"--db={url}"]
+
+    crashed = run(str(train), "r", "5", *db_args, cwd=tmp_path, TRACKER_CHECKPOINT_DIR=ckpt, CRASH_AT="2")
+    assert crashed.returncode == 9, crashed.stderr
+    shown = run("-m", "tracker", "show", "r", "--db", url, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "***@" in shown.stdout
+    resumed = run("-m", "tracker.resume", "r", "--db", url, cwd=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert tracker.curves("r", db=url)["epoch"] == [0, 1, 2, 3, 4]
+    stored = everything_stored(url)
+    for text in (crashed.stdout + crashed.stderr, shown.stdout + shown.stderr, resumed.stdout + resumed.stderr, stored):
+        for fragment in SPACED_PASSWORD.split():
+            assert fragment not in text
+
+
+def test_the_test_server_checks_passwords(postgres_db):
+    wrong = sa.create_engine(sa.make_url(postgres_db).set(password="not-the-password"))
+    with pytest.raises(sa.exc.OperationalError, match="password authentication failed"):
+        wrong.connect().close()
+    wrong.dispose()
+
+
 def test_an_error_from_the_server_does_not_show_the_password(postgres_db, tmp_path):
     wrong = sa.make_url(postgres_db).set(database="no_such_database").render_as_string(hide_password=False)
     result = run("-m", "tracker", "list", "--db", wrong, cwd=tmp_path)
@@ -79,8 +132,36 @@ def test_a_failed_attempt_records_its_error_masked(postgres_db, ckpt):
         ("postgresql://h/db?sslmode=require&password=pw", "postgresql://h/db?sslmode=require&password=***"),
         ("s3://bucket/prefix", "s3://bucket/prefix"),
         ("postgresql://user@h/db", "postgresql://user@h/db"),
+        ("postgresql+psycopg://u:pa ss@h/db", "postgresql+psycopg://u:***@h/db"),
+        ("--db=postgresql://u:correct horse: battery@h/db", "--db=postgresql://u:***@h/db"),
+        ("postgresql://h/db?password=pa ss&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
+        ("postgresql://h/db?password=pa ss", "postgresql://h/db?password=***"),
+        ("postgresql://u:a/b+c=@h/db", "postgresql://u:***@h/db"),
     ],
+    ids=["userinfo", "escaped", "query", "no-password", "no-userinfo", "spaced", "spaced-option", "spaced-query",
+         "spaced-query-last", "slash"],
 )
 def test_redact(text, masked):
     assert redact(text) == masked
     assert unredact(masked, [text]) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cannot open database postgresql://u:***@h/db: connection refused",
+        "Cannot open database postgresql://h/db?password=***: connection refused",
+        "could not connect to postgresql://db.lan:5432/runs",
+        "could not connect to postgresql://db.lan:5432/runs as me@corp",
+    ],
+    ids=["masked-userinfo", "masked-query", "port", "port-then-at"],
+)
+def test_masking_keeps_the_rest_of_a_message(text):
+    assert redact(text) == text
+
+
+def test_messages_and_stored_texts_share_one_masking_function():
+    from tracker import db
+
+    url = "postgresql+psycopg://u:pa ss@h/db?sslpassword=k y"
+    assert db.locate(url).display == redact(url) == "postgresql+psycopg://u:***@h/db?sslpassword=***"

@@ -261,9 +261,10 @@ def test_config_must_be_json(db, ckpt):
     ids=["userinfo", "query"],
 )
 def test_passwords_are_masked_in_messages(url):
-    from tracker.db import locate, mask
+    from tracker.db import locate
+    from tracker.redact import redact
 
-    assert "hunter2" not in mask(url)
+    assert "hunter2" not in redact(url)
     assert "hunter2" not in locate(url).display
 
 

@@ -23,7 +23,7 @@ class StoreError(TrackerError):
 
 
 class NotADatabaseError(StoreError):
-    """The database path holds a file that is not a SQLite database."""
+    """The database is not one tracker may use: a file that is not SQLite, or another application's database."""
 
 
 class SchemaError(StoreError):

@@ -5,17 +5,21 @@ the wheel as ``tracker/_migrations``) on the live connection, inside one
 transaction that holds an exclusive lock: ``BEGIN IMMEDIATE`` on SQLite, an
 advisory lock on PostgreSQL. Many processes opening one new database at once
 therefore queue, and exactly one of them creates the schema.
+
+A database that holds tables but not tracker's schema belongs to another
+application: it is refused before anything in it changes.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+from collections.abc import Collection
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from tracker.errors import SchemaError
+from tracker.errors import NotADatabaseError, SchemaError
 
 # Any fixed 64-bit number: identifies tracker's migration lock among the server's advisory locks.
 _PG_LOCK_KEY = 0x747261636B6572
@@ -44,13 +48,41 @@ def _current(conn: sa.Connection) -> str | None:
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: sa.Engine, display: str) -> None:
-    """Migrate the database to `head()`, or raise `SchemaError` if it is newer than this code."""
+def refuse_foreign(tables: Collection[str], display: str) -> None:
+    """Raise `NotADatabaseError` if the database holds tables but not tracker's schema.
+
+    An empty database is fine: tracker creates its tables in it.
+    """
+    if not tables or {"alembic_version", "runs"} <= set(tables):
+        return
+    names = sorted(tables)
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    raise NotADatabaseError(
+        f"{display} is not a tracker database: it holds another application's tables ({shown}); it was left "
+        "untouched. Give tracker a database of its own: another file path, or an empty database, with db=, --db or TRACKER_DB."
+    )
+
+
+def upgrade(engine: sa.Engine, display: str, *, read_only: bool = False) -> None:
+    """Migrate the database to `HEAD`.
+
+    Raises:
+        NotADatabaseError: The database holds another application's tables.
+        SchemaError: The schema is newer than this code, or older and ``read_only``.
+    """
     with engine.connect() as conn:
         with conn.begin():
+            refuse_foreign(sa.inspect(conn).get_table_names(), display)
             current = _current(conn)
         if current == HEAD:
             return
+        if read_only:
+            _check_known(current, display)
+            found = "has no tracker tables yet" if current is None else f"has schema revision {current!r}, older than this tracker's ({HEAD!r})"
+            raise SchemaError(
+                f"Database {display} cannot be written here and {found}. Open it once where it can be written to "
+                "upgrade it, or read it with the tracker version that wrote it."
+            )
         conn.execution_options(write=True)
         with conn.begin():
             if conn.dialect.name == "postgresql":

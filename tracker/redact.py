@@ -1,26 +1,43 @@
 """Masking secrets in anything tracker prints or records: URLs, command lines, error text.
 
+`redact` is the one masking function: database URLs shown in messages, recorded
+command lines and stored error text all go through it.
+
 Example:
     >>> redact("--db=postgresql://me:hunter2@db.lan/runs")
     '--db=postgresql://me:***@db.lan/runs'
     >>> redact("postgresql://db.lan/runs?password=hunter2&sslmode=require")
     'postgresql://db.lan/runs?password=***&sslmode=require'
+    >>> redact("--db=postgresql://me:correct horse@db.lan/runs")
+    '--db=postgresql://me:***@db.lan/runs'
 """
 
 from __future__ import annotations
 
 import re
 
-# scheme://user:PASSWORD@host — the password may hold anything but '@' and whitespace.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s@]*(?P<at>@)")
-# libpq and several drivers also take the password, or a key, as a query parameter.
-_QUERY = re.compile(r"(?P<head>[?&](?:password|passwd|sslpassword|secret|token|access_key|secret_key|sas_token)=)[^&\s]*", re.IGNORECASE)
-
 MASK = "***"
+
+# scheme://user:PASSWORD@ — as SQLAlchemy parses a URL, the password runs to the next '@': users type
+# `--db "postgresql://u:pa ss@h/db"` or a base64 password with '/' in it unescaped. A password with
+# whitespace in it may not hold '/' as well, so that 'host:5432/db failed for me@corp' in a message is
+# not taken for one.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?:[^@\s]*|[^@/\n]*)(?P<at>@)")
+# libpq and several drivers also take the password, or a key, as a query parameter. Its value runs to
+# the next parameter or the line's end (spaces included, as above), except that text masked before
+# keeps what follows it.
+_QUERY = re.compile(
+    r"(?P<head>[?&](?:password|passwd|sslpassword|secret|token|access_key|secret_key|sas_token)=)(?:\*\*\*|[^&#\n]*)",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it, and secret query parameters, replaced by ``***``."""
+    """``text`` with the password of every URL in it, and secret query parameters, replaced by ``***``.
+
+    Apply it to each element of a command line on its own: an element is one URL or option,
+    so a password with spaces in it is masked whole.
+    """
     text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}{m['at']}", text)
     return _QUERY.sub(lambda m: f"{m['head']}{MASK}", text)
 

@@ -6,6 +6,7 @@ Every environment variable tracker reads is named here and nowhere else.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -20,6 +21,8 @@ ENV_CHECKPOINT_DIR = "TRACKER_CHECKPOINT_DIR"
 ENV_FORCE = "TRACKER_FORCE"
 #: TensorFlow's cluster description for multi-worker training; tracker reads which task this process is.
 ENV_TF_CONFIG = "TF_CONFIG"
+#: Seconds a write to a SQLite database waits for a lock that another program holds; unset: as long as it is held.
+ENV_LOCK_TIMEOUT = "TRACKER_LOCK_TIMEOUT"
 #: Test-only: name of a write boundary at which the process stops itself (see `tracker.checkpoint`).
 ENV_PAUSE_AT = "TRACKER_TEST_PAUSE_AT"
 
@@ -34,6 +37,27 @@ def resolve_db(db: str | os.PathLike[str] | None) -> str:
     if db is not None:
         return os.fspath(db)
     return os.environ.get(ENV_DB) or DEFAULT_DB
+
+
+def lock_timeout() -> float:
+    """``$TRACKER_LOCK_TIMEOUT`` in seconds; unset means no limit (``math.inf``).
+
+    Raises:
+        ValueError: The variable is set but is not a number of seconds > 0.
+    """
+    raw = os.environ.get(ENV_LOCK_TIMEOUT)
+    if not raw:
+        return math.inf
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError(
+            f"Invalid value for {ENV_LOCK_TIMEOUT}. Received: {raw!r}. Expected a number of seconds > 0 "
+            "(e.g. 3600, or inf), or leave it unset to wait as long as another program holds the database's lock."
+        )
+    return seconds
 
 
 def resolve_checkpoint_root(checkpoint_dir: str | os.PathLike[str] | None) -> str:

@@ -94,15 +94,27 @@ def open_store(db: str | os.PathLike[str] | None = None, *, create: bool = True)
     Args:
         db: A file path or a SQLAlchemy URL. Defaults to None.
         create: Create a missing SQLite file. Commands that only read pass False,
-            so a mistyped path is reported instead of creating an empty database.
-            Defaults to True.
+            so a mistyped path is reported instead of creating an empty database,
+            and a file they cannot write is opened read-only. Defaults to True.
+
+    Raises:
+        StoreError: The database cannot be opened: in memory, missing, not writable, or not tracker's.
+        ValueError: ``$TRACKER_LOCK_TIMEOUT`` is not a number of seconds.
     """
+    lock_timeout = settings.lock_timeout()
     database = dbmod.locate(settings.resolve_db(db))
+    read_only_uri = None
     if database.path is not None:
         dbmod.check_sqlite_file(database.path, create=create)
-    engine = dbmod.create_engine(database)
+        if database.path.exists():
+            found = dbmod.peek(database.path)
+            # Here, before the engine's first connection switches the file to WAL.
+            migrate.refuse_foreign(found.tables, database.display)
+            if not create and not dbmod.writable(database.path):  # reading needs no write access
+                read_only_uri = found.read_only_uri
+    engine = dbmod.create_engine(database, read_only_uri=read_only_uri, lock_timeout=lock_timeout)
     try:
-        migrate.upgrade(engine, database.display)
+        migrate.upgrade(engine, database.display, read_only=read_only_uri is not None)
     except TrackerError:
         engine.dispose()
         raise
