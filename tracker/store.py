@@ -594,6 +594,36 @@ class Store:
         with self._read() as conn:
             return [(r[0], r[1], bool(r[2]), r[3], _py_value(r[4])) for r in conn.execute(q)]
 
+    # -- reads for the web view (tracker.serve) ----------------------------
+
+    def metric_series(
+        self, run_id: int, names: Sequence[str] | None = None, *, after: int | None = None
+    ) -> dict[str, list[tuple[int, float | None]]]:
+        """Each live metric's ``(epoch, value)`` rows in epoch order, NaN as None, in ONE short transaction.
+
+        One range scan of ``ix_metrics_curve`` per metric, read as plain tuples: the web view's
+        curve API downsamples these itself, so it reads no epoch column it would throw away.
+
+        Args:
+            run_id: The run's id.
+            names: Only these metrics. Defaults to every metric the run logged.
+            after: Only epochs after this one (the rows a live page has not seen yet). Defaults to None.
+        """
+        with self._read() as conn:
+            names = self._metric_names(conn, run_id) if names is None else names
+            series = {}
+            for name in names:
+                query = self._curve_query(run_id, name)
+                if after is not None:
+                    query = query.where(metrics.c.epoch > after)
+                series[name] = _tuples(conn, query)
+            return series
+
+    def metric_names(self, run_id: int) -> list[str]:
+        """Every metric name the run ever logged, superseded rows included, in name order."""
+        with self._read() as conn:
+            return self._metric_names(conn, run_id)
+
 
 def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:
     """Run ``query`` on the driver's own cursor: plain tuples, without a Row object per row.
