@@ -131,7 +131,7 @@ def test_run_list_sorts_and_filters_in_the_url(page, site):
     page.goto(shared)  # the same view from the URL alone
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
     expect(table).to_have_count(1)
-    page.goto(server.url + "/")
+    open_page(page, server.url + "/")
     expect(table).to_have_count(2)
     page.screenshot(path=shots() / "serve-list.png", full_page=True)
 
@@ -249,7 +249,7 @@ def test_training_child_live_then_crashed_then_resumed(page, site, tmp_path):
         child.kill()
         child.wait()
     done = httpx.get(server.url + "/api/runs/live-cnn").json()["epochs_done"]
-    expect(page.locator("#epochs")).to_have_text(f"{done} / ?")
+    expect(page.locator("#epochs")).to_have_text(f"{done} / 16")
     before = latencies(page, db, "live-cnn", ready)
 
     resumed = subprocess.Popen([sys.executable, "-m", "tracker.resume", "live-cnn"], env=env, cwd=tmp_path)
@@ -271,6 +271,5 @@ def test_training_child_live_then_crashed_then_resumed(page, site, tmp_path):
     assert max(after.values()) < LATENCY_BOUND_MS, after
     assert_not_reloaded(page)
     page.screenshot(path=shots() / "serve-run.png", full_page=True)
-    page.goto(server.url + "/")
-    expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    open_page(page, server.url + "/")
     page.screenshot(path=shots() / "serve-list-live.png", full_page=True)

@@ -115,7 +115,11 @@ function chart(container, title, series, data, marks) {
   const width = () => Math.max(300, box.clientWidth - 12);
   const opts = {
     title, width: width(), height: 280,
-    scales: { x: { time: false } },
+    // Wide enough for a resume mark past the last epoch drawn (a resumed attempt before its first commit).
+    scales: { x: { time: false, range: (u, min, max) => {
+      const right = Math.max(max, ...marks().resumes.map((r) => r.epoch));
+      return right > min ? [min, right] : [min - 1, right + 1]; // one point alone still gets an axis
+    } } },
     axes: [{ label: "epoch" }, { label: title, size: 60 }],
     legend: { live: true },
     series: [{ label: "epoch" }, ...series.map((s) => ({
@@ -153,6 +157,8 @@ function drawMarks(u, { resumes, stars }) {
     // One label row per run, so that runs resumed at the same epoch stay readable.
     ctx.fillText(r.label, x + 4 * dpr, top + (12 + 13 * (r.row || 0)) * dpr);
   }
+  ctx.restore();
+  ctx.save(); // stars are not clipped: a best epoch at the edge stays visible
   for (const s of stars) {
     if (s.y === null) continue;
     const x = u.valToPos(s.x, "x", true);
