@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        # Accepted connections inherit it. asyncio sets it only on sockets it made itself, and without it each
+        # response on a kept-alive connection waits ~40 ms for the client's delayed ACK (Nagle's algorithm).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as e:
         store.close()
         print(f"error: Cannot listen on {args.host} port {args.port}: {e.strerror or e}. Pass another --port.", file=sys.stderr)
