@@ -12,6 +12,7 @@ to their ratio and the target the row is held to. Nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -20,7 +21,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -30,7 +30,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.serving, however this script is started
 DEMO_TRAIN = ROOT / "scripts" / "demo_train.py"
 LOGS = {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.75}
 TABLE_HEADER = f"{'row':<4} {'measurement':<54} {'tracker':>11} {'baseline':>11} {'ratio':>8}  {'target':<9} note"
@@ -735,30 +735,11 @@ def history_run(store, name: str, n_epochs: int, values: Callable[[int], dict[st
     store.finish_attempt(run.id, attempt_id, "completed")
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m tracker.serve`` on a free port; its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "tracker.serve", "--db", str(db), "--port", "0"], env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if " on http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"python -m tracker.serve did not start: {line!r} {proc.communicate()[1][-2000:]}")
-    return proc, line.split(" on ", 1)[1].split()[0].rstrip("/")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def row_serve(table: Table, plan: Plan, work: Path) -> None:
     import httpx
     import numpy as np
 
+    from tests import serving
     from tracker.store import open_store
 
     n_runs, n_epochs, n_points = plan.serve_runs, plan.serve_epochs, plan.serve_points
@@ -780,9 +761,9 @@ def row_serve(table: Table, plan: Plan, work: Path) -> None:
             store.close()
         progress(f"row 8: built in {time.perf_counter() - started:.0f} s, {db.stat().st_size / 2**20:.0f} MB")
         raw = sqlite3.connect(db)
-        proc, url = start_server(db)
+        server = serving.start(str(db))
         try:
-            with httpx.Client(base_url=url, timeout=600) as client:
+            with httpx.Client(base_url=server.url, timeout=600) as client:
                 listed = client.get("/api/runs").json()
                 if len(listed) != n_runs + 1:
                     raise RuntimeError(f"GET /api/runs listed {len(listed)} runs, expected {n_runs + 1}")
@@ -809,7 +790,7 @@ def row_serve(table: Table, plan: Plan, work: Path) -> None:
                           "/ raw SELECT", samples, "serve", "raw", target="<= 1.5x",
                           note=f"over HTTP; {len(answer['epoch'])} points kept, global min and max among them")
         finally:
-            stop_server(proc)
+            server.stop()
             raw.close()
 
 

@@ -1,9 +1,12 @@
-"""A real ``python -m tracker.serve`` process for the tests, an event-stream reader, and the system's Chromium.
+"""A real ``python -m tracker.serve`` process for the tests and scripts, an event-stream reader, and Chromium.
 
 ``start(db)`` launches the server on a free port and returns once it printed its URL.
-``Events(url)`` reads ``/api/events`` in a thread. ``chromium(playwright)`` launches
-``/usr/bin/chromium`` with the issue's flags (Playwright's own browser download is never used);
-without it the browser tests skip, or fail when ``CI=true`` or ``TRACKER_TEST_REQUIRE_SERVERS=1``.
+``Events(url)`` reads ``/api/events`` in a thread. ``Watcher(db, run)`` is a server with an open
+page's traffic, for the scripts that check that serving does not disturb training
+(``scripts/crash_torture.py --serve``, ``scripts/sweep_bench.py --serve``).
+``chromium(playwright)`` launches ``/usr/bin/chromium`` with the issue's flags (Playwright's own
+browser download is never used); without it the browser tests skip, or fail when ``CI=true`` or
+``TRACKER_TEST_REQUIRE_SERVERS=1``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +55,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
-            pytest.fail(f"python -m tracker.serve did not stop within {timeout} s of SIGINT:\n{err[-3000:]}")
+            raise AssertionError(f"python -m tracker.serve did not stop within {timeout} s of SIGINT:\n{err[-3000:]}") from None
         return self.proc.returncode, err
 
 
@@ -67,7 +69,7 @@ def start(db: str, *args: str, python_flags: tuple[str, ...] = ()) -> Server:
     found = re.search(r"on (http://\S+?)/? ", line)
     if not found:
         proc.kill()
-        pytest.fail(f"the server printed no URL: {line!r}\n{proc.communicate()[1][-3000:]}")
+        raise RuntimeError(f"python -m tracker.serve printed no URL: {line!r}\n{proc.communicate()[1][-3000:]}")
     return Server(proc, found[1].rstrip("/"))
 
 
@@ -100,11 +102,11 @@ class Events:
             try:
                 event, payload = self.received.get(timeout=max(left, 0.01))
             except queue.Empty:
-                pytest.fail(f"no matching event within {timeout} s")
+                raise AssertionError(f"no matching event within {timeout} s") from None
             if match(event, payload):
                 return event, payload
             if event == "closed":
-                pytest.fail("the event stream closed before a matching event came")
+                raise AssertionError("the event stream closed before a matching event came")
 
     def close(self) -> None:
         self._client.close()
@@ -117,8 +119,57 @@ def run_event(name: str, **fields: object) -> Callable[[str, dict], bool]:
     )
 
 
+class Watcher:
+    """A server on ``db`` with a page's traffic: an open event stream, and the run list and ``run``'s curves
+    fetched again and again. It starts once ``db`` exists (the server opens no missing database).
+
+    ``stop()`` returns what went wrong: a server error, a failed request, or an unclean exit.
+    """
+
+    def __init__(self, db: str, run: str, *, interval: float = 0.2) -> None:
+        self.problems: list[str] = []
+        self.requests = 0
+        self._db, self._run, self._interval = db, run, interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while "://" not in self._db and not Path(self._db).exists():
+            if self._stopping.wait(0.05):
+                return
+        try:
+            server = start(self._db)
+        except RuntimeError as e:
+            self.problems.append(str(e).splitlines()[0])
+            return
+        events = Events(server.url)
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                while not self._stopping.wait(self._interval):
+                    for path in ("/api/runs", f"/api/runs/{self._run}", f"/api/runs/{self._run}/curves?max_points=500"):
+                        status = client.get(path).status_code
+                        self.requests += 1
+                        if status >= 500:  # 404 is fine: the run may not be recorded yet
+                            self.problems.append(f"GET {path} answered {status}")
+        except httpx.HTTPError as e:
+            self.problems.append(f"request failed: {e!r}")
+        finally:
+            events.close()
+            code, err = server.stop()
+            if code != 0:
+                self.problems.append(f"server exited {code}: {err.strip().splitlines()[-1:]}")
+
+    def stop(self) -> list[str]:
+        self._stopping.set()
+        self._thread.join(timeout=60)
+        return self.problems
+
+
 def chromium(playwright):  # noqa: ANN001, ANN201 - Playwright's types, imported only by the browser tests
     """The system's Chromium, launched headless; skips (fails in CI) where it is missing."""
+    import pytest
+
     if not os.access(CHROMIUM, os.X_OK):
         reason = f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
         if REQUIRE_BROWSER:
