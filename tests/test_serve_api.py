@@ -7,16 +7,19 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
 import tracker
+from tests import serving
 from tracker.serve.app import STATIC, allowed_hosts, create_app
 from tracker.store import ProcessInfo, open_store
 
 ORIGIN = "http://127.0.0.1:6007"
+CHILD = Path(__file__).with_name("child_numpy.py")
 
 
 @pytest.fixture
@@ -29,16 +32,12 @@ def client(db: str) -> Iterator[TestClient]:
         store.close()
 
 
-def test_run_list_has_the_issue_fields_and_the_crashed_status(record, db, tmp_path, ckpt, client):
+def test_run_list_has_the_issue_fields_and_the_crashed_status(record, db, tmp_path, client):
     record("done", 3, config={"lr": 0.1, "layers": [8, 4]})
-    script = f"""
-import os, numpy as np, tracker
-run = tracker.track("dead", db={db!r}, checkpoint_dir={ckpt!r})
-run.start()
-run.commit_epoch(0, {{"loss": 1.0}}, {{"w": np.zeros(2)}}, {{}})
-os._exit(9)  # dies without finishing, as a killed process would
-"""
-    subprocess.run([sys.executable, "-c", script], timeout=120)
+    # child_numpy dies with os._exit at epoch 1, without finishing, as a killed process would.
+    died = subprocess.run([sys.executable, str(CHILD), "dead", "3", "--db", db], env=serving.env(CRASH_AT="1"),
+                          cwd=tmp_path, timeout=120)
+    assert died.returncode == 9
 
     runs = client.get("/api/runs").json()
 
