@@ -133,6 +133,7 @@ def test_run_list_sorts_and_filters_in_the_url(page, site):
     expect(table).to_have_count(1)
     open_page(page, server.url + "/")
     expect(table).to_have_count(2)
+    page.set_viewport_size({"width": 1280, "height": 300})  # full_page then takes the table's height, not the window's
     page.screenshot(path=shots() / "serve-list.png", full_page=True)
 
 
@@ -210,13 +211,18 @@ def latencies(page: Page, db: str, name: str, since_ms: float) -> dict[int, floa
 
 def test_epochs_appear_within_2_s_without_reload(page, site):
     server, db, ckpt = site
+    listing = page.context.new_page()
+    open_page(listing, server.url + "/")
     run = record(db, ckpt, "live-numpy", range(1), 1.0, finish=False)
+    expect(listing.locator('tr[data-run="live-numpy"] [data-status]')).to_have_text("running")  # a new run, no reload
     open_page(page, server.url + "/run/live-numpy")
     ready = page.evaluate("Date.now()")
     for epoch in range(1, 13):
         time.sleep(0.3)
         run.commit_epoch(epoch, metrics_at(epoch, 1.0), {"w": np.zeros(4)}, {"format": 1})
     expect(page.locator("#epochs")).to_have_text("13 / ?")
+    expect(listing.locator('tr[data-run="live-numpy"] td[data-col="epochs"]')).to_have_text("13 / ?")
+    assert_not_reloaded(listing)
     wait_for_points(page, 13)
     measured = latencies(page, db, "live-numpy", ready)
     run.finish("completed")
@@ -272,4 +278,5 @@ def test_training_child_live_then_crashed_then_resumed(page, site, tmp_path):
     assert_not_reloaded(page)
     page.screenshot(path=shots() / "serve-run.png", full_page=True)
     open_page(page, server.url + "/")
+    page.set_viewport_size({"width": 1280, "height": 300})  # full_page then takes the table's height, not the window's
     page.screenshot(path=shots() / "serve-list-live.png", full_page=True)

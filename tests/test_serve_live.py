@@ -72,6 +72,23 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+@sqlite_only  # the default is ./tracker.db: the sqlite_db fixture's file, in its folder
+@pytest.mark.parametrize("where", ["env", "default"])
+def test_database_comes_from_tracker_db_else_the_working_folder(record, db, tmp_path, where):
+    record("r", 1)
+    cwd = Path(db).parent if where == "default" else tmp_path
+    extra = {"TRACKER_DB": db} if where == "env" else {}
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.serve", "--port", "0"], env=serving.env(**extra), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = serving.Server(proc, "")
+    try:
+        line = proc.stdout.readline()
+    finally:
+        code, err = server.stop()
+    assert line.startswith(f"Serving {db} on http://127.0.0.1:"), (line, err)
+    assert code == 0, err
+
+
 def test_missing_database_is_a_one_line_error(tmp_path):
     result = run_cli("--db", str(tmp_path / "nope.db"), cwd=tmp_path)
     assert result.returncode == 1

@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(f"Serving {store.display} on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
         _serve(store, sock, allowed_hosts(args.host, args.allow_host))
+    except KeyboardInterrupt:
+        # Ctrl-C is the way to stop: uvicorn re-raises the one it handled once it has shut down cleanly,
+        # and one that comes while it starts is no error either.
+        pass
     finally:
         sock.close()
         store.close()
@@ -90,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(store: Store, sock: socket.socket, hosts: frozenset[str]) -> None:
+    """Run uvicorn on the listening ``sock`` until Ctrl-C (or SIGTERM); open event streams end at once."""
     app = create_app(store, hosts=hosts)
     feed = app.state.feed
     loop: list[asyncio.AbstractEventLoop] = []
@@ -107,10 +112,7 @@ def _serve(store: Store, sock: socket.socket, hosts: frozenset[str]) -> None:
 
     # The grace period only matters if a response hangs; event streams end at once through feed.close.
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
-    try:
-        Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly: the normal way to stop
+    Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
