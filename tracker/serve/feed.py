@@ -1,11 +1,11 @@
 """The live push behind the pages: one poller per server, fanned out to every open page as server-sent events.
 
-Every ``interval`` seconds, while at least one page listens, the poller reads the run
-list in one short transaction and compares each run with what it saw last: a new
-epoch, a new best, a new attempt or resume point, and a status that changed. The
-status is re-evaluated at each poll because a crash changes no row: the writer's
-lease lapses, or its pid disappears, and `effective_status` says ``crashed``.
-Each page gets the changed runs' summaries and fetches what it shows of them.
+Every ``interval`` seconds, while at least one page listens, the poller reads a small
+stamp of every run in one short transaction (`Store.run_stamps`) and compares it with
+what it saw last: a new epoch, a new best, a new attempt or resume point, a status
+that changed. Liveness is re-evaluated at each poll because a crash changes no row:
+the writer's lease lapses, or its pid disappears, and `effective_status` says
+``crashed``. Each page gets the changed runs' summaries and fetches what it shows of them.
 
 The first message on a stream is ``hello``, sent after a poll that began after the page
 subscribed: a page that re-reads its data on ``hello`` misses no change, because
@@ -90,19 +90,23 @@ class ChangeFeed:
             await anyio.sleep(self._interval)
 
     def _poll(self) -> list[dict]:
-        """The summaries of the runs that changed since the previous poll (none on the first)."""
-        now: dict[str, tuple] = {}
-        summaries = {}
-        for run, newest in self._store.list_runs():
-            summary = data.run_summary(run, newest)
-            # The newest attempt's start point: a resume is visible before its first epoch commits.
-            attempt = None if newest is None else (newest.id, newest.initial_epoch)
-            now[run.name] = (json.dumps(summary, sort_keys=True), attempt)
-            summaries[run.name] = summary
+        """The summaries of the runs that changed since the previous poll (none on the first).
+
+        Each poll reads only `Store.run_stamps`; the full summaries are read only when a run changed.
+        """
+        now = {}
+        for name, (stamp, newest) in self._store.run_stamps().items():
+            # A running run's newest attempt: its start epoch (a resume shows before its first commit) and
+            # whether it still lives (a crash changes no row), by the same rule as `effective_status`.
+            attempt = None if newest is None else (newest.id, newest.initial_epoch, newest.alive())
+            now[name] = (stamp, attempt)
         before, self._seen = self._seen, now
         if before is None:
             return []
-        return [summaries[name] for name, key in now.items() if before.get(name) != key]
+        changed = {name for name, key in now.items() if before.get(name) != key}
+        if not changed:
+            return []
+        return [data.run_summary(run, newest) for run, newest in self._store.list_runs() if run.name in changed]
 
     async def stream(self) -> AsyncIterator[bytes]:
         """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries."""
