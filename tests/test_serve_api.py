@@ -24,7 +24,7 @@ CHILD = Path(__file__).with_name("child_numpy.py")
 
 @pytest.fixture
 def client(db: str) -> Iterator[TestClient]:
-    store = open_store(db, create=False) if "://" in db else open_store(db)
+    store = open_store(db)  # before the test records anything: the app must see what is written later
     try:
         with TestClient(create_app(store, hosts=allowed_hosts("127.0.0.1")), base_url=ORIGIN) as c:
             yield c

@@ -389,17 +389,20 @@ async function runPage(name) {
   // New epochs of the same history are appended; a new resume point or a rewind redraws from scratch.
   const refresh = serialized(async () => {
     const before = detail;
-    detail = await api(`/api/runs/${enc(name)}`);
+    const last = curve && curve.epoch.length ? curve.epoch[curve.epoch.length - 1] : null;
+    const metrics = chosen();
+    const appending = last !== null && metrics.length && !showSuperseded();
+    // Both at once, to save a round trip; the new epochs are dropped below if the history changed.
+    const [next, more] = await Promise.all([
+      api(`/api/runs/${enc(name)}`), appending ? api(curveQuery(name, metrics, { after: last })) : null]);
+    detail = next;
     renderHeader();
     renderTables();
-    const last = curve && curve.epoch.length ? curve.epoch[curve.epoch.length - 1] : null;
-    const sameHistory = curve && before.resumed_at.join() === detail.resumed_at.join()
-      && before.metrics.join() === detail.metrics.join() && (last === null || detail.last_epoch >= last) && !showSuperseded();
-    if (!sameHistory || last === null) { await loadCurves(); return; }
-    const metrics = chosen();
-    if (!metrics.length || detail.last_epoch === last) { plots.forEach((p) => p.redraw()); return; }
-    const more = await api(curveQuery(name, metrics, { after: last }));
-    if (!more.epoch.length) return;
+    const sameHistory = appending && before.resumed_at.join() === detail.resumed_at.join()
+      && more.resumed_at.join() === detail.resumed_at.join() && before.metrics.join() === detail.metrics.join()
+      && detail.last_epoch >= last;
+    if (!sameHistory) { await loadCurves(); return; }
+    if (!more.epoch.length) { plots.forEach((p) => p.redraw()); return; }
     curve.epoch.push(...more.epoch);
     for (const m of metrics) curve[m].push(...more[m]);
     for (const p of plots) p.setData([curve.epoch, ...p.names.map((m) => curve[m].map(plottable))]);
