@@ -185,4 +185,5 @@ def test_wal_stays_bounded_while_a_200_epoch_run_is_served_and_polled(record, db
         held = record_wide(record, "held", 200, db)
     finally:
         holder.close()
+    print(f"\n-wal peak: {served:,} bytes while served and polled; {held:,} bytes beside a reader held open")
     assert held > WAL_BOUND, f"control: -wal reached only {held} bytes beside an open reader"
