@@ -215,6 +215,8 @@ def test_epochs_appear_within_2_s_without_reload(page, site):
     open_page(listing, server.url + "/")
     run = record(db, ckpt, "live-numpy", range(1), 1.0, finish=False)
     expect(listing.locator('tr[data-run="live-numpy"] [data-status]')).to_have_text("running")  # a new run, no reload
+    comparing = page.context.new_page()
+    open_page(comparing, server.url + "/compare?runs=cnn-a,live-numpy")
     open_page(page, server.url + "/run/live-numpy")
     ready = page.evaluate("Date.now()")
     for epoch in range(1, 13):
@@ -222,7 +224,10 @@ def test_epochs_appear_within_2_s_without_reload(page, site):
         run.commit_epoch(epoch, metrics_at(epoch, 1.0), {"w": np.zeros(4)}, {"format": 1})
     expect(page.locator("#epochs")).to_have_text("13 / ?")
     expect(listing.locator('tr[data-run="live-numpy"] td[data-col="epochs"]')).to_have_text("13 / ?")
-    assert_not_reloaded(listing)
+    expect(comparing.locator('[data-epochs-of="live-numpy"]')).to_have_text("13 / ?")
+    expect(comparing.locator(".chart")).to_have_count(2)
+    for other in (listing, comparing):
+        assert_not_reloaded(other)
     wait_for_points(page, 13)
     measured = latencies(page, db, "live-numpy", ready)
     run.finish("completed")

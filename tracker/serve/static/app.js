@@ -456,7 +456,7 @@ async function comparePage() {
         h("thead", {}, h("tr", {}, h("th", {}, ""), names.map((n) => h("th", {}, h("span", { style: `color:${color(n)}` }, "━ "), h("a", { href: `/run/${enc(n)}` }, n))))),
         h("tbody", {},
           h("tr", {}, h("td", {}, "status"), names.map((n) => h("td", {}, statusBadge(details[n].status)))),
-          h("tr", {}, h("td", {}, "epochs"), names.map((n) => h("td", { class: "num" }, `${details[n].epochs_done} / ${details[n].target_epochs ?? "?"}`))),
+          h("tr", {}, h("td", {}, "epochs"), names.map((n) => h("td", { class: "num", "data-epochs-of": n }, `${details[n].epochs_done} / ${details[n].target_epochs ?? "?"}`))),
           h("tr", {}, h("td", {}, "best"), names.map((n) => h("td", { class: "num" }, details[n].monitor && details[n].best_epoch !== null ? `${details[n].monitor} ${fmt(details[n].best_value)} @ ${details[n].best_epoch}` : "–"))))),
       h("h2", {}, "Config keys that differ"),
       differing.length ? h("table", { id: "config-diff" },
@@ -503,10 +503,36 @@ async function comparePage() {
     }
   };
 
+  // A changed run's new epochs are appended, as on the run page; a new resume point or metric reloads it.
+  const refreshRun = async (n) => {
+    const c = curves[n];
+    const last = c.epoch.length ? c.epoch[c.epoch.length - 1] : null;
+    const metrics = Object.keys(c).filter((k) => chosen().includes(k));
+    const before = details[n];
+    details[n] = await api(`/api/runs/${enc(n)}`);
+    const same = last !== null && metrics.length && before.resumed_at.join() === details[n].resumed_at.join()
+      && before.metrics.join() === details[n].metrics.join() && details[n].last_epoch >= last;
+    if (!same) { await loadAll(); return; }
+    const more = await api(curveQuery(n, metrics, { after: last }));
+    if (more.resumed_at.join() !== details[n].resumed_at.join()) { await loadAll(); return; }
+    c.epoch.push(...more.epoch);
+    for (const m of metrics) c[m].push(...more[m]);
+  };
+  const pending = new Set();
+  const refresh = serialized(async () => {
+    const todo = [...pending];
+    pending.clear();
+    await Promise.all(todo.map(refreshRun));
+    render();
+  });
+
   await loadAll();
   render();
   const reloadAll = serialized(async () => { await loadAll(); render(); });
-  listen(reloadAll, (changed) => { if (changed.some((r) => names.includes(r.name))) reloadAll(); });
+  listen(reloadAll, (changed) => {
+    for (const r of changed) if (names.includes(r.name)) pending.add(r.name);
+    if (pending.size) refresh();
+  });
 }
 
 // -- routing -----------------------------------------------------------------------------------
