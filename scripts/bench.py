@@ -12,6 +12,7 @@ to their ratio and the target the row is held to. Nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -36,6 +37,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.serving, however this script is started
 DEMO_TRAIN = ROOT / "scripts" / "demo_train.py"
 LOGS = {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.75}
 TABLE_HEADER = f"{'row':<4} {'measurement':<54} {'tracker':>11} {'baseline':>11} {'ratio':>8}  {'target':<9} note"
@@ -62,6 +64,10 @@ class Plan:
     process_reps: int  # rows 5 and 6: whole processes
     rss_reps: int  # row 7: whole training processes
     rss_samples: int
+    serve_runs: int  # row 8a: runs in the database
+    serve_epochs: int  # row 8a: epochs per run (x SERVE_METRICS metrics)
+    serve_points: int  # row 8b: points of the one long curve
+    serve_reps: int
 
 
 def make_plan(quick: bool, reps: int | None) -> Plan:
@@ -69,11 +75,13 @@ def make_plan(quick: bool, reps: int | None) -> Plan:
         r = reps or 1
         return Plan(quick, r, commit_reps=20 * r, hook_reps_cnn=2 * r, hook_reps_big=2 * r, fit_rounds=r,
                     fit_epochs=2, cnn_samples=640, big_samples=256, curve_epochs=2_000, curve_reps=2 * r,
-                    process_reps=r, rss_reps=r, rss_samples=128)
+                    process_reps=r, rss_reps=r, rss_samples=128, serve_runs=20, serve_epochs=100, serve_points=20_000,
+                    serve_reps=3 * r)
     r = reps or 5
     return Plan(quick, r, commit_reps=40 * r, hook_reps_cnn=6 * r, hook_reps_big=2 * r + 1, fit_rounds=r,
                 fit_epochs=6, cnn_samples=3_000, big_samples=1_024, curve_epochs=100_000, curve_reps=2 * r,
-                process_reps=r, rss_reps=max(1, r // 2), rss_samples=1_024)
+                process_reps=r, rss_reps=max(1, r // 2), rss_samples=1_024, serve_runs=500, serve_epochs=2_000,
+                serve_points=1_000_000, serve_reps=2 * r)
 
 
 # -- timing helpers ------------------------------------------------------------
@@ -706,6 +714,86 @@ def rss_child(mode: str, samples: int, d: Path) -> subprocess.Popen:
 # -- main -------------------------------------------------------------------------------
 
 
+# -- row 8: the web view (python -m tracker.serve) ---------------------------------------------------
+
+SERVE_METRICS = [f"metric_{i:02d}" for i in range(20)]
+SERVE_MAX_POINTS = 2_000
+RUNS_SQL = ("SELECT * FROM runs ORDER BY created_at, id",
+            "SELECT * FROM attempts WHERE id IN (SELECT max(id) FROM attempts GROUP BY run_id)")
+
+
+def history_run(store, name: str, n_epochs: int, values: Callable[[int], dict[str, float]], chunk: int = 50_000) -> None:
+    """A completed run of ``n_epochs`` epochs written with the store's own methods (`Store.commit_history`)."""
+    from tracker.run import _this_process
+
+    run, attempt_id = store.start_attempt(name, config={"lr": 10 ** -(len(name) % 4), "run": name}, checkpoint_dir=name,
+                                          process=_this_process(), force=False)
+    run = store.set_monitor(run, SERVE_METRICS[0] if "metric_00" in values(0) else "loss", "min")
+    for start in range(0, n_epochs, chunk):
+        run = store.commit_history(run, attempt_id, [(e, values(e)) for e in range(start, min(n_epochs, start + chunk))])
+    store.set_target_epochs(run.id, n_epochs)
+    store.finish_attempt(run.id, attempt_id, "completed")
+
+
+def row_serve(table: Table, plan: Plan, work: Path) -> None:
+    import httpx
+    import numpy as np
+
+    from tests import serving
+    from tracker.store import open_store
+
+    n_runs, n_epochs, n_points = plan.serve_runs, plan.serve_epochs, plan.serve_points
+    with folder(work, "serve") as d:
+        db = d / "tracker.db"
+        progress(f"row 8: building {n_runs} runs x {len(SERVE_METRICS)} metrics x {n_epochs:,} epochs and one run "
+                 f"of {n_points:,} epochs with Store.commit_history")
+        rng = np.random.default_rng(0)
+        series = rng.normal(1.0, 0.05, n_points)
+        series[n_points // 3], series[2 * n_points // 3] = 25.0, -20.0  # one spike each way: both must survive
+        started = time.perf_counter()
+        store = open_store(db)
+        try:
+            for i in range(n_runs):
+                history_run(store, f"run-{i:03d}", n_epochs,
+                            lambda e: {m: 1.0 / (e + 1) + k / 100 for k, m in enumerate(SERVE_METRICS)})
+            history_run(store, "long", n_points, lambda e: {"loss": float(series[e])})
+        finally:
+            store.close()
+        progress(f"row 8: built in {time.perf_counter() - started:.0f} s, {db.stat().st_size / 2**20:.0f} MB")
+        raw = sqlite3.connect(db)
+        server = serving.start(str(db))
+        try:
+            with httpx.Client(base_url=server.url, timeout=600) as client:
+                listed = client.get("/api/runs").json()
+                if len(listed) != n_runs + 1:
+                    raise RuntimeError(f"GET /api/runs listed {len(listed)} runs, expected {n_runs + 1}")
+
+                def raw_runs() -> None:
+                    for sql in RUNS_SQL:
+                        raw.execute(sql).fetchall()
+
+                samples = interleaved({"serve": timed(lambda: client.get("/api/runs").raise_for_status()),
+                                       "raw": timed(raw_runs)}, plan.serve_reps)
+                add_ratio(table, "8a", f"GET /api/runs, {n_runs} runs x {len(SERVE_METRICS)} metrics x {n_epochs:,} ep. "
+                          "/ raw SELECT", samples, "serve", "raw", note="over HTTP, JSON; baseline: same rows, open connection")
+
+                run_id = raw.execute("SELECT id FROM runs WHERE name = 'long'").fetchone()[0]
+                path = f"/api/runs/long/curves?metrics=loss&max_points={SERVE_MAX_POINTS}"
+                answer = client.get(path).json()
+                kept = [v for v in answer["loss"] if v is not None]
+                if len(answer["epoch"]) > SERVE_MAX_POINTS or max(kept) != series.max() or min(kept) != series.min():
+                    raise RuntimeError(f"curve answer: {len(answer['epoch'])} points, max {max(kept)}, min {min(kept)}")
+                samples = interleaved({"serve": timed(lambda: client.get(path).raise_for_status()),
+                                       "raw": timed(lambda: raw.execute(CURVE_SQL, (run_id, "loss")).fetchall())},
+                                      plan.serve_reps)
+                add_ratio(table, "8b", f"curves API, 1 metric, {n_points:,} points -> max_points={SERVE_MAX_POINTS} "
+                          "/ raw SELECT", samples, "serve", "raw", target="<= 1.5x",
+                          note=f"over HTTP; {len(answer['epoch'])} points kept, global min and max among them")
+        finally:
+            server.stop()
+            raw.close()
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -770,6 +858,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("7", "peak RSS tracked / plain", row_memory),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
+    ("8", "web view: GET /api/runs, curves API / raw SELECT", row_serve),
 ]
 
 
@@ -778,6 +867,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="toy sizes and few repetitions: a smoke test")
     parser.add_argument("--reps", type=int, metavar="N",
                         help="repetitions per row (default 5, or 1 with --quick); fast rows take a multiple of N")
+    parser.add_argument("--rows", metavar="KEYS", help="only these rows, comma-separated, e.g. --rows 4,8 (default: all)")
+    parser.add_argument("--serve-runs", type=int, metavar="N", help="row 8a: runs in the database (default 500; 20 with --quick)")
+    parser.add_argument("--serve-epochs", type=int, metavar="N", help="row 8a: epochs per run (default 2000; 100 with --quick)")
+    parser.add_argument("--serve-points", type=int, metavar="N", help="row 8b: points of the long curve (default 1000000; 20000 with --quick)")
     parser.add_argument("--child-rss", choices=["plain", "tracked"], help=argparse.SUPPRESS)
     parser.add_argument("--child-samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
@@ -788,6 +881,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps is not None and args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     plan = make_plan(args.quick, args.reps)
+    sizes = {"serve_runs": args.serve_runs, "serve_epochs": args.serve_epochs, "serve_points": args.serve_points}
+    plan = dataclasses.replace(plan, **{k: v for k, v in sizes.items() if v is not None})
+    chosen = ROWS if args.rows is None else [r for r in ROWS if r[0] in args.rows.split(",")]
     print(machine_report(plan), flush=True)
     code_at_start = code_fingerprint()
     started = time.perf_counter()
@@ -795,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
         work = Path(tmp)
-        for key, title, row in ROWS:
+        for key, title, row in chosen:
             try:
                 row(table, plan, work)
             except Exception as e:  # noqa: BLE001 - one broken row (the core may be mid-edit) must not hide the others

@@ -1,7 +1,7 @@
 """Crash torture: train, SIGKILL at random and at every write boundary, resume, check every invariant.
 
 Usage:
-    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1]
+    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1] [--serve]
 
 Each trial trains a tiny model (tests/child_train.py, cycling through the exact-resume cases)
 and kills it with SIGKILL: either while it is paused at a named write boundary of an epoch
@@ -27,6 +27,10 @@ After every kill and at the end it checks:
 
 The random kills are replayed on the same case trained without tracker under Keras's
 ``BackupAndRestore`` with ``CSVLogger(append=True)`` as its history, for comparison.
+
+With ``--serve``, each trial's database is also served by ``python -m tracker.serve`` while it
+trains, with an open page's traffic (an event stream, and the run list and curves fetched every
+0.2 s); a server error or an unclean server exit counts as a violation too.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tracker  # noqa: E402
-from tests import invariants  # noqa: E402
+from tests import invariants, serving  # noqa: E402
 from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES  # noqa: E402
 
 CHILD = ROOT / "tests" / "child_train.py"
@@ -92,6 +96,7 @@ class Outcome:
     kills: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    served: int = 0  # with --serve: requests the server answered during the trial
     # BackupAndRestore comparison (random-kill trials only)
     bar_ran: bool = False
     bar_identical: bool = False
@@ -311,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="trials run at once (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-backup-and-restore", action="store_true", help="skip the Keras BackupAndRestore comparison")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve each trial's database with python -m tracker.serve and a page's traffic while it trains")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     plans = [plan(rng, i) for i in range(args.trials)]
@@ -327,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"torture-{i}-") as tmp:
             work = Path(tmp)
+            watcher = serving.Watcher(str(work / "t.db"), "r") if args.serve else None
             try:
                 out = tracker_trial(work, p, ours[p.case])
             except Exception as e:  # noqa: BLE001 - any surprise in a trial is reported as a violation
                 out = Outcome(violations=[f"trial raised {type(e).__name__}: {e}"])
+            if watcher is not None:
+                out.violations += [f"serve: {problem}" for problem in watcher.stop()]
+                out.served = watcher.requests
             if with_bar and p.scenario == "plain" and all(k.boundary is None for k in p.kills):
                 backup_and_restore_trial(work, p.case, p.kills, theirs[p.case], out)
         out.seconds = time.monotonic() - t0
@@ -358,6 +369,8 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
     for name in REWIND_BOUNDARIES:
         print(f"  {name + ' (live writer)':44s} {hits[name + ' (live writer)']}")
     print(f"violations: {violations}")
+    if args.serve:
+        print(f"served while training (--serve): {sum(o.served for o in outcomes)} requests, plus an open event stream per trial")
     print(f"seconds per trial: median {statistics.median(seconds):.1f}, p90 {seconds[int(0.9 * (len(seconds) - 1))]:.1f}, max {seconds[-1]:.1f}")
     compared = [o for o in outcomes if o.bar_ran]
     if compared:

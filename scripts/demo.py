@@ -1,5 +1,7 @@
 """The README's demo: train, SIGKILL mid-run, resume with ``tracker resume``, plot with ``tracker plot``.
 
+It ends by printing the ``python -m tracker.serve`` command that shows the run in a browser.
+
 Everything it does is a real command, printed before it runs; the output goes
 to ``demo-out/``. Usage:
 
@@ -81,6 +83,8 @@ def main() -> int:
     ok = curve["epoch"] == list(range(EPOCHS))
     print(f"\ncurve epochs: {curve['epoch']} -> {'no gap, no duplicate' if ok else 'WRONG'}")
     print(f"final val_accuracy {curve['val_accuracy'][-1]:.3f}; plot: {out / 'curves.png'}")
+    print("\nWatch it in the browser (the crash, the resume mark, the attempts), then open the URL it prints:")
+    print("  " + shlex.join([sys.executable, "-m", "tracker.serve", "--db", db]))
     return 0 if ok else 1
 
 

@@ -16,6 +16,12 @@ duplicated and wrong rows.
     python scripts/sweep_bench.py --procs 8 --epochs 25         # a quick one
     python scripts/sweep_bench.py --db postgresql+psycopg://postgres@127.0.0.1:54329/sweep
     python scripts/sweep_bench.py --db postgresql+psycopg://postgres@127.0.0.1:54329/postgres --create-db
+    python scripts/sweep_bench.py --serve    # twice: alone, then watched by python -m tracker.serve; p99 compared
+
+With ``--serve`` the sweep runs twice, each time on a fresh database: first alone, then while
+``python -m tracker.serve`` serves the database to an open page (an event stream, and the run
+list and one run's curves fetched every 0.2 s; see ``tests/serving.py``). The server starts as
+soon as the database exists. The report ends with the p99 commit times of both runs side by side.
 
 A PostgreSQL URL names a database that must exist and hold no ``sweep-*`` runs yet;
 with ``--create-db`` the script instead creates a fresh database on that server
@@ -354,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create-db", action="store_true", help="PostgreSQL: use a fresh database on the URL's server, dropped after.")
     parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds before unfinished workers are killed.")
     parser.add_argument("--json", help="Also write the figures (and every latency) to this file.")
+    parser.add_argument("--serve", action="store_true",
+                        help="Run the sweep twice: alone, then served by python -m tracker.serve to an open page; compare p99.")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sync-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -361,25 +369,57 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         return worker(args.worker, args.db, args.epochs, args.checkpoint_dir, Path(args.sync_dir))
 
+    reports = []
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
         db = args.db or str(Path(tmp) / "sweep.db")
-        checkpoint_dir = os.path.abspath(args.checkpoint_dir or str(Path(tmp) / "checkpoints"))
         backend = _backend(db)
-        if backend == "sqlite" and "://" not in db and Path(db).exists():
-            parser.error(f"--db {db} exists: the sweep needs a fresh database")
         if args.create_db and backend != "postgresql":
             parser.error("--create-db is for a PostgreSQL URL")
-        with fresh_postgres_database(db) if args.create_db else _as_is(db) as url:
-            sweep = run_sweep(url, args.procs, args.epochs, checkpoint_dir, args.timeout)
-            check = verify(url, args.procs, args.epochs)
-        if args.checkpoint_dir is None:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    s = summarize(backend, args.procs, args.epochs, sweep, check)
-    print_report(s)
+        if args.serve and backend != "sqlite" and not args.create_db:
+            parser.error("--serve runs the sweep twice, on two fresh databases: add --create-db")
+        for served in (False, True) if args.serve else (False,):
+            # The second SQLite file sits beside the first: both sweeps write to the same disk.
+            path = db if not served or "://" in db else str(Path(db).with_name(Path(db).stem + "-served" + Path(db).suffix))
+            if backend == "sqlite" and "://" not in path and Path(path).exists():
+                parser.error(f"--db {path} exists: the sweep needs a fresh database")
+            checkpoint_dir = os.path.abspath(args.checkpoint_dir or str(Path(tmp) / "checkpoints"))
+            if served:
+                checkpoint_dir += "-served"
+            with fresh_postgres_database(path) if args.create_db else _as_is(path) as url:
+                watcher = _watcher(url) if served else None
+                sweep = run_sweep(url, args.procs, args.epochs, checkpoint_dir, args.timeout)
+                serve_problems = watcher.stop() if watcher else []
+                check = verify(url, args.procs, args.epochs)
+            if args.checkpoint_dir is None:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            s = summarize(backend, args.procs, args.epochs, sweep, check)
+            s.update(served=served, serve_requests=watcher.requests if watcher else 0, serve_problems=serve_problems)
+            reports.append(s)
+    for s in reports:
+        if args.serve:
+            print(f"\n== {'watched by python -m tracker.serve (' + str(s['serve_requests']) + ' requests + an event stream)' if s['served'] else 'alone'}")
+        print_report(s)
+        for problem in s["serve_problems"]:
+            print(f"  ! serve: {problem}")
+    if args.serve:
+        alone, watched = reports
+        print(f"\n{'p99 commit, ms':<34} {'alone':>8} {'watched':>8} {'ratio':>8}")
+        for key, label in (("commit_ms", "Run.commit_epoch (file + txn)"), ("txn_ms", "Store.commit_epoch (txn alone)")):
+            a, w = (float(np.percentile(r[key], 99)) if r[key] else math.nan for r in (alone, watched))
+            print(f"{label:<34} {a:8.2f} {w:8.2f} {w / a:7.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(s))
-    bad = s["locked_errors"] + s["other_errors"] + s["lost_rows"] + s["duplicate_rows"] + s["wrong_rows"]
+        Path(args.json).write_text(json.dumps(reports if args.serve else reports[0]))
+    bad = sum(s["locked_errors"] + s["other_errors"] + s["lost_rows"] + s["duplicate_rows"] + s["wrong_rows"]
+              + len(s["serve_problems"]) for s in reports)
     return 1 if bad else 0
+
+
+def _watcher(db: str) -> Any:
+    """A `tests.serving.Watcher` on ``db`` (imported here: workers never need it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests import serving
+
+    return serving.Watcher(db, run_name(0))
 
 
 @contextmanager

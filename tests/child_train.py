@@ -2,6 +2,7 @@
 
 Usage: python child_train.py RUN EPOCHS [--case CASE] [--explicit] [--backup-and-restore DIR]
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
+CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive.
 
 Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
 --explicit uses run.callback and run.initial_epoch instead of the patched fit.
@@ -12,6 +13,7 @@ CSVLogger(DIR/history.csv, append=True), for the torture script's comparison.
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models, however this script is started
@@ -61,6 +63,10 @@ if args.case == "callbacks":
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.02),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, min_delta=0.02, restore_best_weights=True),
     ]
+
+if os.environ.get("CHILD_EPOCH_SLEEP"):
+    pause = float(os.environ["CHILD_EPOCH_SLEEP"])
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: time.sleep(pause)))
 
 if args.backup_and_restore:
     folder = args.backup_and_restore

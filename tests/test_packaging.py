@@ -1,4 +1,5 @@
-"""The built wheel carries the migrations, so a non-editable install can create and migrate a database."""
+"""The built wheel carries the migrations, so a non-editable install can create and migrate a database,
+and the web view's page files and vendored chart library, so that it serves offline."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ def test_wheel_ships_migrations_and_opens_a_database(tmp_path):
     )
     wheel = next((tmp_path / "dist").glob("tracker-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    web = ("tracker/serve/__main__.py", "tracker/serve/static/index.html", "tracker/serve/static/app.js", "tracker/serve/static/app.css",
+           "tracker/serve/static/vendor/uPlot.iife.min.js", "tracker/serve/static/vendor/uPlot.min.css", "tracker/serve/static/vendor/uPlot.LICENSE")
     for expected in ("tracker/_migrations/env.py", "tracker/_migrations/script.py.mako", "tracker/_migrations/versions/0001_initial.py",
-                     "tracker/cli/__init__.py"):
+                     "tracker/cli/__init__.py", *web):
         assert expected in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import tracker, tracker.store as s; s.open_store('fresh.db').close(); print(tracker.__file__); "
+    probe = ("import tracker, tracker.store as s, tracker.serve.app as web; s.open_store('fresh.db').close(); "
+             "assert (web.STATIC / 'vendor' / 'uPlot.iife.min.js').is_file(), web.STATIC; print(tracker.__file__); "
              "from tracker.cli import main; assert main(['list', '--db', 'fresh.db']) == 0")
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},

@@ -717,6 +717,54 @@ class Store:
                 f"Run {run.name!r} is being written by pid {writer.process.pid} on host {writer.process.host}. {what_to_do}"
             )
 
+    # -- reads for the web view (tracker.serve) ----------------------------
+
+    def metric_series(
+        self, run_id: int, names: Sequence[str] | None = None, *, after: int | None = None
+    ) -> dict[str, list[tuple[int, float | None]]]:
+        """Each live metric's ``(epoch, value)`` rows in epoch order, NaN as None, in ONE short transaction.
+
+        One range scan of ``ix_metrics_curve`` per metric, read as plain tuples: the web view's
+        curve API downsamples these itself, so it reads no epoch column it would throw away.
+
+        Args:
+            run_id: The run's id.
+            names: Only these metrics. Defaults to every metric the run logged.
+            after: Only epochs after this one (the rows a live page has not seen yet). Defaults to None.
+        """
+        with self._read() as conn:
+            names = self._metric_names(conn, run_id) if names is None else names
+            series = {}
+            for name in names:
+                query = self._curve_query(run_id, name)
+                if after is not None:
+                    query = query.where(metrics.c.epoch > after)
+                series[name] = _tuples(conn, query)
+            return series
+
+    def metric_names(self, run_id: int) -> list[str]:
+        """Every metric name the run ever logged, superseded rows included, in name order."""
+        with self._read() as conn:
+            return self._metric_names(conn, run_id)
+
+    def run_stamps(self) -> dict[str, tuple[tuple, AttemptRow | None]]:
+        """For each run, a tuple that changes whenever its summary does, and, if its row says running, its
+        newest attempt (whose liveness decides whether it is really running), in ONE short transaction.
+
+        Far cheaper than `list_runs` (no config, no attempt of a finished run): what a poller reads
+        every half second to learn which runs changed.
+        """
+        summary = (runs.c.status, runs.c.last_epoch, runs.c.best_epoch, runs.c.best_value, runs.c.target_epochs,
+                   runs.c.updated_at, runs.c.writer_attempt_id, runs.c.monitor)
+        with self._read() as conn:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.name, *summary)).all()
+            running = [r.id for r in rows if r.status == "running"]
+            newest: dict[int, AttemptRow] = {}
+            if running:
+                ids = sa.select(sa.func.max(attempts.c.id)).where(attempts.c.run_id.in_(running)).group_by(attempts.c.run_id)
+                newest = {a["run_id"]: _attempt_row(a) for a in conn.execute(sa.select(attempts).where(attempts.c.id.in_(ids))).mappings()}
+        return {r.name: (tuple(r[2:]), newest.get(r.id)) for r in rows}
+
 
 def _tuples(conn: sa.Connection, query: sa.Select) -> list[tuple]:
     """Run ``query`` on the driver's own cursor: plain tuples, without a Row object per row.

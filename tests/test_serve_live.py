@@ -1,0 +1,189 @@
+"""A real ``python -m tracker.serve`` process: live events, Ctrl-C, its command line, and not disturbing training."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import serving
+from tests.servers import sqlite_only
+
+CHILD = Path(__file__).with_name("child_numpy.py")
+
+
+def test_events_push_epochs_a_crash_and_the_resumed_run(db, tmp_path):
+    # The server needs a database to open: a run that is not the one watched.
+    subprocess.run([sys.executable, str(CHILD), "other", "1", "--db", db], env=serving.env(), cwd=tmp_path, check=True, timeout=120)
+    shutil.copy(CHILD, tmp_path / "train.py")
+    server = serving.start(db)
+    events = serving.Events(server.url)
+    try:
+        events.wait(lambda event, _: event == "hello")
+        # child_numpy dies with os._exit at epoch 3, as a killed process would: its pid is gone.
+        died = subprocess.run([sys.executable, "train.py", "r", "6", "--db", db], env=serving.env(CRASH_AT="3"),
+                              cwd=tmp_path, timeout=120)
+        assert died.returncode == 9
+        events.wait(serving.run_event("r", last_epoch=2, status="crashed"))
+
+        subprocess.run([sys.executable, "-m", "tracker.resume", "r", "--db", db], env=serving.env(), cwd=tmp_path,
+                       check=True, timeout=120)
+        events.wait(serving.run_event("r", last_epoch=5, status="completed"))
+        detail = httpx.get(f"{server.url}/api/runs/r").json()
+        assert detail["resumed_at"] == [3]
+        assert [a["status"] for a in detail["attempts"]] == ["crashed", "completed"]
+    finally:
+        events.close()
+        code, err = server.stop()
+    assert code == 0, err
+
+
+def test_ctrl_c_stops_promptly_with_open_streams_and_nothing_imports_tensorflow(record, db):
+    record("r", 3)
+    server = serving.start(db, python_flags=("-X", "importtime"))
+    streams = [serving.Events(server.url) for _ in range(2)]
+    try:
+        for stream in streams:
+            stream.wait(lambda event, _: event == "hello")
+        for path in ("/", "/run/r", "/api/runs", "/api/runs/r", "/api/runs/r/curves?max_points=100&superseded=1"):
+            assert httpx.get(server.url + path).status_code == 200, path
+        assert httpx.get(server.url + "/api/runs", headers={"host": "evil.example"}).status_code == 403
+    finally:
+        # An open event stream never ends by itself; uvicorn would wait for it without the feed's close.
+        code, err = server.stop(timeout=15)
+        for stream in streams:
+            stream.close()
+    assert code == 0, err[-3000:]
+    assert "import time:" in err
+    heavy = [line for line in err.splitlines() if any(m in line for m in ("tensorflow", "keras", "matplotlib"))]
+    assert heavy == []
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker.serve", *args], cwd=cwd, env=serving.env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+@sqlite_only  # the default is ./tracker.db: the sqlite_db fixture's file, in its folder
+@pytest.mark.parametrize("where", ["env", "default"])
+def test_database_comes_from_tracker_db_else_the_working_folder(record, db, tmp_path, where):
+    record("r", 1)
+    cwd = Path(db).parent if where == "default" else tmp_path
+    extra = {"TRACKER_DB": db} if where == "env" else {}
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.serve", "--port", "0"], env=serving.env(**extra), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = serving.Server(proc, "")
+    try:
+        line = proc.stdout.readline()
+    finally:
+        code, err = server.stop()
+    assert line.startswith(f"Serving {db} on http://127.0.0.1:"), (line, err)
+    assert code == 0, err
+
+
+def test_missing_database_is_a_one_line_error(tmp_path):
+    result = run_cli("--db", str(tmp_path / "nope.db"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: No database at") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_busy_port_is_a_one_line_error_and_another_host_warns(record, db, tmp_path):
+    record("r", 1)
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        loopback = run_cli("--db", db, "--port", str(port), cwd=tmp_path)
+        everywhere = run_cli("--db", db, "--host", "0.0.0.0", "--port", str(port), cwd=tmp_path)
+    assert loopback.returncode == 1 and loopback.stderr.startswith(f"error: Cannot listen on 127.0.0.1 port {port}")
+    assert "warning" not in loopback.stderr
+    assert everywhere.returncode == 1
+    assert everywhere.stderr.startswith("warning: listening on 0.0.0.0: anyone who can reach this machine")
+
+
+def test_database_url_password_is_masked_in_what_it_prints(postgres_db, tmp_path):
+    from tests.servers import PG_PASSWORD
+
+    subprocess.run([sys.executable, str(CHILD), "r", "1", "--db", postgres_db], env=serving.env(), cwd=tmp_path, check=True, timeout=120)
+    server = serving.start(postgres_db)
+    try:
+        assert PG_PASSWORD not in server.url
+        pages = [httpx.get(server.url + p).text for p in ("/api/runs", "/api/runs/r")]
+    finally:
+        code, err = server.stop()
+    assert code == 0
+    assert all(PG_PASSWORD not in text for text in [*pages, err])
+
+
+def wal_bytes(db: str) -> int:
+    try:
+        return os.path.getsize(db + "-wal")
+    except FileNotFoundError:
+        return 0
+
+
+#: SQLite's default autocheckpoint (1000 pages of 4 KiB): a WAL that keeps being checkpointed stays near it.
+WAL_BOUND = 2 * 1000 * 4096
+WIDE = {f"m{i:02d}": 0.0 for i in range(50)}  # 50 metrics: each epoch touches ~50 pages of the curve index
+
+
+def record_wide(record, name: str, epochs: int, db: str) -> int:
+    """Record ``epochs`` epochs of 50 metrics; the largest size the -wal file reached."""
+    largest = 0
+
+    def metrics(epoch: int) -> dict[str, float]:
+        nonlocal largest
+        largest = max(largest, wal_bytes(db))
+        return {k: epoch + i / 100 for i, k in enumerate(WIDE)}
+
+    record(name, epochs, metrics=metrics, keep_last=1)
+    return max(largest, wal_bytes(db))
+
+
+@sqlite_only
+def test_wal_stays_bounded_while_a_200_epoch_run_is_served_and_polled(record, db):
+    record("warmup", 1)
+    server = serving.start(db)
+    events = serving.Events(server.url)
+    stop = threading.Event()
+
+    def poll_pages() -> None:
+        # A reader as busy as an open page that keeps refreshing, on top of the server's own poller.
+        with httpx.Client() as client:
+            while not stop.is_set():
+                client.get(f"{server.url}/api/runs")
+                client.get(f"{server.url}/api/runs/served/curves?max_points=200")
+
+    try:
+        events.wait(lambda event, _: event == "hello")
+        reader = threading.Thread(target=poll_pages, daemon=True)
+        reader.start()
+        served = record_wide(record, "served", 200, db)
+        events.wait(serving.run_event("served", last_epoch=199))
+    finally:
+        stop.set()
+        events.close()
+        code, err = server.stop()
+    assert code == 0, err
+    assert served <= WAL_BOUND, f"-wal grew to {served} bytes while served"
+
+    # The same workload beside a reader that holds one transaction open (what the server must never do)
+    # grows the WAL past the bound: the bound above is one that a long-lived reader breaks.
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM runs").fetchone()
+        held = record_wide(record, "held", 200, db)
+    finally:
+        holder.close()
+    print(f"\n-wal peak: {served:,} bytes while served and polled; {held:,} bytes beside a reader held open")
+    assert held > WAL_BOUND, f"control: -wal reached only {held} bytes beside an open reader"

@@ -1,0 +1,128 @@
+"""The live push behind the pages: one poller per server, fanned out to every open page as server-sent events.
+
+Every ``interval`` seconds, while at least one page listens, the poller reads a small
+stamp of every run in one short transaction (`Store.run_stamps`) and compares it with
+what it saw last: a new epoch, a new best, a new attempt or resume point, a status
+that changed. Liveness is re-evaluated at each poll because a crash changes no row:
+the writer's lease lapses, or its pid disappears, and `effective_status` says
+``crashed``. Each page gets the changed runs' summaries and fetches what it shows of them.
+
+The first message on a stream is ``hello``, sent after a poll that began after the page
+subscribed: a page that re-reads its data on ``hello`` misses no change, because
+every change after that poll's read is pushed by a later poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+
+from tracker.errors import StoreError
+from tracker.serve import data
+from tracker.store import Store
+
+log = logging.getLogger(__name__)
+
+#: A comment line now and then keeps proxies and the browser from dropping an idle stream.
+KEEPALIVE_S = 15.0
+
+
+class ChangeFeed:
+    """Polls ``store`` for changes while pages listen; `stream` is one page's server-sent events.
+
+    Example:
+        ```python
+        feed = ChangeFeed(store, interval=0.5)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed.run)
+            async for chunk in feed.stream():   # b"event: hello\\n...", b"event: runs\\ndata: {...}\\n\\n"
+                ...
+        ```
+
+    Args:
+        store: The open store; each poll is one short read transaction.
+        interval: Seconds between polls. Defaults to 0.5.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.5) -> None:
+        self._store = store
+        self._interval = interval
+        self._pages: dict[asyncio.Queue, bool] = {}  # queue -> greeted with hello yet
+        self._seen: dict[str, tuple] | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        """End every open stream now (server shutdown: uvicorn waits for open responses to finish)."""
+        self._closed = True
+        self._wake.set()
+        for queue in self._pages:
+            queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """The poll loop; runs until cancelled or closed."""
+        while not self._closed:
+            if not self._pages:
+                self._seen = None  # nobody listens: stop reading, and start afresh with the next page
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            greet = [q for q, greeted in self._pages.items() if not greeted]
+            try:
+                changed = await anyio.to_thread.run_sync(self._poll)
+            except StoreError as e:
+                # A busy or briefly unreachable database: keep the pages, try again at the next poll.
+                log.warning("tracker.serve: poll failed: %s", e)
+                changed = None
+            if changed is not None:
+                for queue in greet:
+                    if queue in self._pages:
+                        self._pages[queue] = True
+                        queue.put_nowait(("hello", {}))
+                if changed:
+                    for queue, greeted in self._pages.items():
+                        if greeted:
+                            queue.put_nowait(("runs", {"runs": changed}))
+            await anyio.sleep(self._interval)
+
+    def _poll(self) -> list[dict]:
+        """The summaries of the runs that changed since the previous poll (none on the first).
+
+        Each poll reads only `Store.run_stamps`; the full summaries are read only when a run changed.
+        """
+        now = {}
+        for name, (stamp, newest) in self._store.run_stamps().items():
+            # A running run's newest attempt: its start epoch (a resume shows before its first commit) and
+            # whether it still lives (a crash changes no row), by the same rule as `effective_status`.
+            attempt = None if newest is None else (newest.id, newest.initial_epoch, newest.alive())
+            now[name] = (stamp, attempt)
+        before, self._seen = self._seen, now
+        if before is None:
+            return []
+        changed = {name for name, key in now.items() if before.get(name) != key}
+        if not changed:
+            return []
+        return [data.run_summary(run, newest) for run, newest in self._store.list_runs() if run.name in changed]
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pages[queue] = False
+        self._wake.set()
+        try:
+            while not self._closed:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if item is None:
+                    return
+                event, payload = item
+                yield f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
+        finally:
+            del self._pages[queue]
