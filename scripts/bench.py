@@ -724,10 +724,10 @@ RUNS_SQL = ("SELECT * FROM runs ORDER BY created_at, id",
 
 def history_run(store, name: str, n_epochs: int, values: Callable[[int], dict[str, float]], chunk: int = 50_000) -> None:
     """A completed run of ``n_epochs`` epochs written with the store's own methods (`Store.commit_history`)."""
-    from tracker.run import _this_process
+    from tracker.run import this_process
 
     run, attempt_id = store.start_attempt(name, config={"lr": 10 ** -(len(name) % 4), "run": name}, checkpoint_dir=name,
-                                          process=_this_process(), force=False)
+                                          process=this_process(), force=False)
     run = store.set_monitor(run, SERVE_METRICS[0] if "metric_00" in values(0) else "loss", "min")
     for start in range(0, n_epochs, chunk):
         run = store.commit_history(run, attempt_id, [(e, values(e)) for e in range(start, min(n_epochs, start + chunk))])

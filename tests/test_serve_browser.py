@@ -38,6 +38,7 @@ def metrics_at(epoch: int, scale: float) -> dict[str, float]:
 
 
 def record(db: str, ckpt: str, name: str, epochs_: range, scale: float, *, finish: bool = True, **options) -> tracker.Run:
+    options.setdefault("monitor", "val_loss")  # no framework here to choose one
     run = tracker.track(name, db=db, checkpoint_dir=ckpt, **options)
     run.start()
     for epoch in epochs_:

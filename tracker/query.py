@@ -40,6 +40,14 @@ class RunInfo:
     note: str | None = None
 
 
+def attempt_status(attempt: AttemptRow) -> Status:
+    """The attempt's status, with a writer that died without saying shown as ``crashed``.
+
+    It still reads "running" in the database until the next attempt retires it.
+    """
+    return Status.CRASHED if attempt.status == Status.RUNNING and not attempt.alive() else attempt.status
+
+
 def effective_status(run: RunRow, attempt: AttemptRow | None) -> str:
     """The run's status, with a writer that died silently shown as ``crashed``."""
     if run.status == Status.RUNNING and (attempt is None or not attempt.alive()):

@@ -22,7 +22,7 @@ from tracker import db as dbmod
 from tracker import settings
 from tracker.atomic import replace_atomically
 from tracker.cli import Command
-from tracker.query import curves, effective_status, runs
+from tracker.query import attempt_status, curves, effective_status, runs
 from tracker.records import AttemptRow, RunRow, Status
 from tracker.store import Store, open_store
 
@@ -150,7 +150,7 @@ def _show_json(store: Store, run: RunRow, attempts: list[AttemptRow], tags: dict
         "imported": _imported(attempts), "checkpoint_dir": run.checkpoint_dir or None,
         "metrics": _latest_metrics(store, run),
         "attempts": [
-            {"status": _attempt_status(a), "started_at": a.started_at, "ended_at": a.ended_at, "initial_epoch": a.initial_epoch,
+            {"status": attempt_status(a), "started_at": a.started_at, "ended_at": a.ended_at, "initial_epoch": a.initial_epoch,
              "pid": a.process.pid, "host": a.process.host, "command": [a.process.executable, *a.process.argv],
              "cwd": a.process.cwd, "error": a.error}
             for a in attempts
@@ -165,11 +165,6 @@ def _show_json(store: Store, run: RunRow, attempts: list[AttemptRow], tags: dict
 
 def _imported(attempts: list[AttemptRow]) -> bool:
     return any(a.status == Status.IMPORTED for a in attempts)
-
-
-def _attempt_status(a: AttemptRow) -> str:
-    # A writer that died without saying still reads "running" until the next attempt retires it.
-    return Status.CRASHED if a.status == Status.RUNNING and not a.alive() else a.status
 
 
 def _latest_metrics(store: Store, run: RunRow) -> dict[str, float]:
@@ -213,7 +208,7 @@ def _print_latest_metrics(store: Store, run: RunRow) -> None:
 def _print_attempts(attempts: list[AttemptRow]) -> None:
     print("\nattempts, oldest first:")
     for i, a in enumerate(attempts, 1):
-        status = _attempt_status(a)
+        status = attempt_status(a)
         p = a.process
         print(f"  {i}. {_local(a.started_at, seconds=True)}  {status}  from epoch {a.initial_epoch}  pid {p.pid}@{p.host}")
         print(f"     command: {shlex.join([p.executable, *p.argv])}")

@@ -23,10 +23,11 @@ from datetime import datetime
 
 import numpy as np
 
-from tracker.query import effective_status
+from tracker.query import attempt_status, effective_status
+from tracker.records import AttemptRow, RunRow
 from tracker.redact import redact
 from tracker.serve.downsample import reduce_points
-from tracker.store import AttemptRow, RunRow, Store
+from tracker.store import Store
 
 #: Keys of a curves answer that are not metric columns.
 CURVE_EXTRAS = ("resumed_at", "points", "superseded")
@@ -61,11 +62,6 @@ def _iso(t: datetime | None) -> str | None:
 def resume_epochs(attempts: Sequence[AttemptRow]) -> list[int]:
     """The epochs at which a later attempt picked the run up again, as `tracker.plot` marks them."""
     return sorted({a.initial_epoch for a in attempts if a.initial_epoch > 0})
-
-
-def attempt_status(attempt: AttemptRow) -> str:
-    """The attempt's status, with a writer that died without saying shown as ``crashed``."""
-    return "crashed" if attempt.status == "running" and not attempt.alive() else attempt.status
 
 
 def run_summary(run: RunRow, newest: AttemptRow | None) -> dict:
