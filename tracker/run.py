@@ -118,6 +118,8 @@ class Run:
         #: The metric that defines the best epoch, and whether "min" or "max" of it is best; None until known.
         self._monitor: str | None = monitor
         self._mode: str | None = None if mode == "auto" else mode
+        #: Whether the integration could not say which direction of the monitor is better.
+        self._mode_guessed = False
         self._keep_last = keep_last
         self._keep_best = keep_best
         self._force = force or os.environ.get(settings.ENV_FORCE) == "1"
@@ -340,12 +342,7 @@ class Run:
             self._monitor = default
         if self._mode is None:
             self._mode = direction(self._monitor)
-            if self._mode is None:
-                warn_user(
-                    f"Run {self.name!r}: cannot tell whether a higher or a lower {self._monitor!r} is better; "
-                    "taking lower as better. Pass mode='max' or mode='min' to tracker.track to say which."
-                )
-                self._mode = "min"
+            self._mode_guessed = self._mode is None
 
     def fit_started(self) -> None:
         """Note that a training call began inside the block (even one with nothing left to train)."""
@@ -430,6 +427,11 @@ class Run:
             warn_user(
                 f"Run {self.name!r}: monitor {self._monitor!r} is not among the metrics "
                 f"({', '.join(sorted(values))}); the best epoch will not be tracked."
+            )
+        elif self._mode_guessed:
+            warn_user(
+                f"Run {self.name!r}: cannot tell whether a higher or a lower {self._monitor!r} is better; "
+                "taking lower as better. Pass mode='max' or mode='min' to tracker.track to say which."
             )
         if (run.monitor, run.mode) != (self._monitor, mode):
             self._run = store.set_monitor(run, self._monitor, mode)
