@@ -45,6 +45,7 @@ def test_an_in_memory_database_is_refused_before_training(url, ckpt):
     with pytest.raises(tracker.StoreError, match="in memory.*crash.*Pass a file path"):
         run.start()
     assert not Path(":memory:").exists()
+    assert not Path(ckpt).exists()  # refused before any folder was made
 
 
 @pytest.mark.parametrize("url", IN_MEMORY, ids=IN_MEMORY_IDS)

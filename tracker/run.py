@@ -181,6 +181,7 @@ class Run:
         if not self.is_writer:
             self._start_reader()
             return
+        dbmod.locate(settings.resolve_db(self._db))  # a database that cannot work (in memory, say) fails before any folder is made
         self.folder.probe_writable()
         self._store = open_store(self._db)
         try:
