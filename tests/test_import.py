@@ -136,6 +136,10 @@ def test_an_imported_run_plots_exports_shows_but_does_not_resume(db, tmp_path, c
     assert main(["resume", "seed", "--check", "--db", db]) == 1
     assert "imported from another tool's log, with no checkpoint: it cannot be resumed" in capsys.readouterr().out
     assert main(["verify", "--db", db]) == 0
+    # Training under its name does not quietly turn it into a fresh run on top of the imported curve.
+    with pytest.raises(tracker.ResumeError, match="imported from another tool's log and has no checkpoint"):
+        tracker.track("seed", db=db, checkpoint_dir=str(tmp_path / "ck")).start()
+    assert tracker.runs(db)[0].status == "imported"
 
 
 def test_importing_a_name_twice_is_refused_unless_replace(db, ckpt, tmp_path, record, capsys):

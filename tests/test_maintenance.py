@@ -145,6 +145,8 @@ def test_sigkill_during_rm(record, db, ckpt, tmp_path, capsys, boundary):
 
     kill_at(boundary, ["rm", "a", "--yes", "--db", db], tmp_path)
 
+    with pytest.raises(tracker.ResumeError, match="is being deleted"):  # no training on top of a half-deleted run
+        tracker.track("a", db=db, checkpoint_dir=ckpt).start()
     assert ("a", "unfinished-rm") in verify_then_gc(db, capsys)
     assert [r.name for r in tracker.runs(db)] == ["b"]
     assert not (Path(ckpt) / "a").exists()

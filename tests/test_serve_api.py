@@ -220,3 +220,20 @@ def test_pages_load_only_their_own_files(record, client):
     assert (STATIC / "vendor" / "uPlot.iife.min.js").stat().st_size > 10_000
     assert "MIT" in (STATIC / "vendor" / "uPlot.LICENSE").read_text()
     assert not re.search(r"https?://", (STATIC / "app.js").read_text() + (STATIC / "index.html").read_text())
+
+
+def test_a_page_that_stops_reading_gets_its_stream_ended_not_unbounded_memory():
+    import asyncio
+
+    from tracker.serve import feed
+
+    async def stalled_page() -> list:
+        queue: asyncio.Queue = asyncio.Queue(feed.MAX_PENDING + 1)  # as `stream` makes it
+        for i in range(3 * feed.MAX_PENDING):  # the server keeps offering; the page never reads
+            feed._offer(queue, ("runs", {"runs": [i]}))
+            assert queue.qsize() <= feed.MAX_PENDING
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    left = asyncio.run(stalled_page())
+    # What was unread is dropped and the stream ends: the browser reconnects and re-reads on its `hello`.
+    assert None in left and len(left) <= feed.MAX_PENDING

@@ -52,8 +52,11 @@ class Folder(Protocol):
     #: What the database records: an absolute path, or a URL.
     location: str
 
-    def probe_writable(self) -> None:
-        """Raise `CheckpointError` now, before training, if checkpoints cannot be written here."""
+    def probe_writable(self) -> bool:
+        """Raise `CheckpointError` now, before training, if checkpoints cannot be written here.
+
+        Returns True when the probe made the folder, so that a start that fails can take it away again.
+        """
 
     def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         """Mark this folder as run ``uid``'s; refuse one that another run owns.
@@ -120,7 +123,8 @@ class LocalFolder:
     def __str__(self) -> str:
         return self.location
 
-    def probe_writable(self) -> None:
+    def probe_writable(self) -> bool:
+        made = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".probe-{uuid.uuid4().hex}"
@@ -134,6 +138,7 @@ class LocalFolder:
                 f"Checkpoint folder {self.path} is not writable: {e.strerror or e}. "
                 "Pass a writable checkpoint_dir= or set TRACKER_CHECKPOINT_DIR."
             ) from e
+        return made
 
     def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         # Two databases can hold runs of the same name with the same default folder;

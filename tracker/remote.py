@@ -58,7 +58,7 @@ class RemoteFolder:
     def _key(self, name: str) -> str:
         return f"{self._root}/{name}"
 
-    def probe_writable(self) -> None:
+    def probe_writable(self) -> bool:
         probe = self._key(f".probe-{uuid.uuid4().hex}")
         try:
             self._fs.pipe_file(probe, b"ok")
@@ -68,6 +68,7 @@ class RemoteFolder:
                 f"Checkpoint location {self} is not writable: {_reason(e)}. Check the bucket name, the credentials "
                 "(e.g. AWS_ACCESS_KEY_ID, or storage_options=) and the endpoint (e.g. AWS_ENDPOINT_URL)."
             ) from e
+        return False  # an object-store prefix is not made: nothing to take away
 
     def claim(self, uid: str, owner: str, referenced: set[str]) -> bool:
         marker = self._key(checkpoint.MARKER)

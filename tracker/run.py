@@ -182,7 +182,7 @@ class Run:
             self._start_reader()
             return
         dbmod.locate(settings.resolve_db(self._db))  # a database that cannot work (in memory, say) fails before any folder is made
-        self.folder.probe_writable()
+        made_folder = self.folder.probe_writable()
         self._store = open_store(self._db)
         try:
             self._before = self._store.find_run(self.name)
@@ -193,6 +193,8 @@ class Run:
         except BaseException:
             self._store.close()
             self._store = None
+            if made_folder:
+                self.folder.release()  # refused before anything was written: leave no empty folder behind
             raise
         try:
             referenced = self._store.referenced_paths(self._run.id)
@@ -205,7 +207,7 @@ class Run:
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
         except BaseException as e:
             self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
-            if self._new_folder:
+            if self._new_folder or made_folder:
                 self.folder.release()  # nothing was written there: leave no empty folder behind
             raise
         self._heartbeat = threading.Thread(target=self._beat, name=f"tracker-heartbeat-{self.name}", daemon=True)

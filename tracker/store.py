@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from tracker import db as dbmod
 from tracker import migrate, settings
-from tracker.errors import RunLockedError, RunNotFoundError, StoreError, TrackerError
+from tracker.errors import ResumeError, RunLockedError, RunNotFoundError, StoreError, TrackerError
 from tracker.faults import pause_point
 from tracker.process import is_this_process
 from tracker.records import (
@@ -78,6 +78,20 @@ def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: 
     if doomed:
         conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
     return [r.checkpoint_path for r in doomed]
+
+
+def _refuse_to_continue(name: str, status: str) -> None:
+    """Raise `ResumeError` for a run that training must not continue: an imported one, or one half deleted."""
+    if status == Status.IMPORTED:
+        raise ResumeError(
+            f"Run {name!r} was imported from another tool's log and has no checkpoint to continue from. "
+            f"Train under another name, or remove it first with: tracker rm {name}"
+        )
+    if status == Status.DELETING:
+        raise ResumeError(
+            f"Run {name!r} is being deleted (an interrupted tracker rm). Finish with: tracker gc "
+            "(or tracker rm again), then train it anew."
+        )
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -226,6 +240,7 @@ class Store:
                 ).inserted_primary_key[0]
             else:
                 run_id = row["id"]
+                _refuse_to_continue(name, row["status"])
                 self._retire_writer(conn, run_id, row["writer_attempt_id"], name, force, t)
                 values: dict[str, object] = {"status": Status.RUNNING, "updated_at": t, "checkpoint_dir": checkpoint_dir}
                 if config:

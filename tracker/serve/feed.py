@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: A comment line now and then keeps proxies and the browser from dropping an idle stream.
 KEEPALIVE_S = 15.0
+#: Events a page may leave unread. Past that its stream is ended: the browser reconnects by itself,
+#: and a page re-reads everything on its new ``hello``, so a stalled page costs bounded memory.
+MAX_PENDING = 100
 
 
 class ChangeFeed:
@@ -82,11 +85,11 @@ class ChangeFeed:
                 for queue in greet:
                     if queue in self._pages:
                         self._pages[queue] = True
-                        queue.put_nowait(("hello", {}))
+                        _offer(queue, ("hello", {}))
                 if changed:
                     for queue, greeted in self._pages.items():
                         if greeted:
-                            queue.put_nowait(("runs", {"runs": changed}))
+                            _offer(queue, ("runs", {"runs": changed}))
             await anyio.sleep(self._interval)
 
     def _poll(self) -> list[dict]:
@@ -110,7 +113,7 @@ class ChangeFeed:
 
     async def stream(self) -> AsyncIterator[bytes]:
         """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries."""
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue(MAX_PENDING + 1)  # room for the end-of-stream mark
         self._pages[queue] = False
         self._wake.set()
         try:
@@ -126,3 +129,13 @@ class ChangeFeed:
                 yield f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
         finally:
             del self._pages[queue]
+
+
+def _offer(queue: asyncio.Queue, item: tuple[str, dict]) -> None:
+    """Queue ``item`` for a page; a page that left `MAX_PENDING` events unread gets its stream ended instead."""
+    if queue.qsize() < MAX_PENDING:
+        queue.put_nowait(item)
+        return
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
