@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,6 +45,21 @@ def test_the_checkpoint_records_its_backend(keras_env, make_model, data, sqlite_
     with np.load(path) as saved:  # plain numpy reads it
         header = json.loads(saved["__tracker__"].tobytes())
     assert header["backend"] == keras_env.backend.backend()
+
+
+def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(keras_env, data) -> None:
+    torch = pytest.importorskip("torch")  # installed with '.[torch]'; the tensorflow-only install has no DataLoader to pass
+    from tracker.keras import _warn_if_inexact
+
+    run = SimpleNamespace(name="r")  # the warning only names the run
+    x, y = data
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    with pytest.warns(UserWarning, match="Run 'r'.*torch DataLoader given its own generator"):
+        _warn_if_inexact(run, {"x": torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator())})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Without a generator it draws from torch's global generator, which tracker saves on torch.
+        _warn_if_inexact(run, {"x": torch.utils.data.DataLoader(dataset, shuffle=True)})
 
 
 @pytest.mark.slow

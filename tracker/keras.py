@@ -260,12 +260,20 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
         reason = "a Python generator or iterator keeps hidden state that tracker cannot save"
     elif dataset is not None and isinstance(x, dataset) and bound.get("class_weight") is not None:
         reason = "with class_weight, Keras wraps the tf.data input, so its shuffle position cannot be followed"
+    elif _is_torch_loader(x) and getattr(x, "generator", None) is not None:
+        reason = "a torch DataLoader given its own generator keeps its order in that generator, which tracker does not save"
     if reason:
         warnings.warn(
             f"Run {run.name!r}: a resumed run will not be bit-identical to an uninterrupted one: {reason}. "
             "Weights, optimizer state and the epoch counter still resume.",
             stacklevel=3,
         )
+
+
+def _is_torch_loader(x: Any) -> bool:
+    # Never imports torch: a DataLoader can only exist once torch is loaded.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
 
 
 def _build_from(model: keras.Model, x: Any) -> None:
