@@ -1,7 +1,7 @@
 """Crash torture: train, SIGKILL at random and at every write boundary, resume, check every invariant.
 
 Usage:
-    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1] [--serve]
+    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1] [--serve] [--backend jax]
 
 Each trial trains a tiny model (tests/child_train.py, cycling through the exact-resume cases)
 and kills it with SIGKILL: either while it is paused at a named write boundary of an epoch
@@ -27,6 +27,9 @@ After every kill and at the end it checks:
 
 The random kills are replayed on the same case trained without tracker under Keras's
 ``BackupAndRestore`` with ``CSVLogger(append=True)`` as its history, for comparison.
+
+With ``--backend jax`` or ``--backend torch``, every child trains under that Keras backend (the
+case that needs TensorFlow, ``tfdata``, is replaced by ``shuffle``); the default is TensorFlow.
 
 With ``--serve``, each trial's database is also served by ``python -m tracker.serve`` while it
 trains, with an open page's traffic (an event stream, and the run list and curves fetched every
@@ -60,6 +63,7 @@ from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES  # noqa: E402
 
 CHILD = ROOT / "tests" / "child_train.py"
 CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
+BACKENDS = ("tensorflow", "jax", "torch")
 EPOCHS = 7
 TIMEOUT = 300
 
@@ -86,9 +90,19 @@ class Plan:
     """
 
     case: str
+    backend: str
     scenario: str
     kills: list[Kill]
     rewind_to: int | None = None
+
+    def child(self, *extra: str) -> list[str]:
+        """The training script's command for this plan's case and backend."""
+        return train_command(self.case, self.backend, *extra)
+
+
+def train_command(case: str, backend: str, *extra: str) -> list[str]:
+    """Run ``r`` of the training script; the backend is on its command line, so `tracker resume` keeps it."""
+    return [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backend", backend, *extra]
 
 
 @dataclass
@@ -180,7 +194,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict[str, list]) -> Outc
         return rewind_trial(workdir, plan, reference)
     out = Outcome()
     db = workdir / "t.db"
-    first = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.case]
+    first = plan.child()
     resume = [sys.executable, "-m", "tracker.resume", "r"]
     live: list[int] = []
     folder = "ckpt"
@@ -211,7 +225,7 @@ def rewind_trial(workdir: Path, plan: Plan, reference: dict[str, list]) -> Outco
     out = Outcome()
     db = workdir / "t.db"
     stop, kill = plan.kills
-    writer = subprocess.Popen([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.case], cwd=workdir,
+    writer = subprocess.Popen(plan.child(), cwd=workdir,
                               env=env(workdir, f"{stop.boundary}:{stop.epoch}"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         for line in writer.stderr:
@@ -242,10 +256,11 @@ def final_checks(db: Path, live: list[int], reference: dict[str, list], out: Out
     return out
 
 
-def backup_and_restore_trial(workdir: Path, case: str, kills: list[Kill], reference: list[dict[str, str]], out: Outcome) -> None:
+def backup_and_restore_trial(workdir: Path, plan: Plan, reference: list[dict[str, str]], out: Outcome) -> None:
     folder = workdir / "bar"
     history = folder / "history.csv"
-    command = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backup-and-restore", str(folder)]
+    kills = plan.kills
+    command = plan.child("--backup-and-restore", str(folder))
     for kill in kills:
         if run_until_killed(command, env(workdir), workdir, kill, lambda: len(csv_rows(history))):
             meta = folder / "training_metadata.json"
@@ -259,22 +274,26 @@ def backup_and_restore_trial(workdir: Path, case: str, kills: list[Kill], refere
     out.bar_identical = rows == reference
 
 
-def plan(rng: random.Random, index: int) -> Plan:
+def plan(rng: random.Random, index: int, backend: str) -> Plan:
     """Deliberate boundary hits first, cycling through all of them, then rewinds and moved folders, then at random.
 
     A third of the plain trials, and every moved-folder trial, kill the resume too.
     """
-    case = CASES[index % len(CASES)]
+    # tf.data needs TensorFlow, which the children on other backends cannot import: numpy input shuffled
+    # from the backend's global generator takes its turn, so that each boundary keeps the same case.
+    cases = CASES if backend == "tensorflow" else tuple("shuffle" if c == "tfdata" else c for c in CASES)
+    case = cases[index % len(cases)]
     kills = plan_kills(rng, index)
     rewinds = len(BOUNDARIES) + len(REWIND_BOUNDARIES)
     if len(BOUNDARIES) <= index < rewinds or (index > rewinds and rng.random() < 0.2):
         boundary = REWIND_BOUNDARIES[index - len(BOUNDARIES)] if index < rewinds else rng.choice(REWIND_BOUNDARIES)
-        stop = rng.randint(3, EPOCHS - 2)
+        # The writer must reach its stop: EarlyStopping ends the callbacks case after epoch 4 (on every backend).
+        stop = rng.randint(3, 4 if case == "callbacks" else EPOCHS - 2)
         # Rewind to a checkpoint that retention (keep_last=3) still keeps.
-        return Plan(case, "rewind", [Kill("before-commit", stop), Kill(boundary, 0)], rewind_to=rng.randint(stop - 3, stop - 1))
+        return Plan(case, backend, "rewind", [Kill("before-commit", stop), Kill(boundary, 0)], rewind_to=rng.randint(stop - 3, stop - 1))
     if index == rewinds or (index > rewinds and rng.random() < 0.25):
-        return Plan(case, "moved", kills if len(kills) > 1 else [*kills, plan_kills(rng, len(BOUNDARIES), after=kills[0].epoch)[0]])
-    return Plan(case, "plain", kills)
+        return Plan(case, backend, "moved", kills if len(kills) > 1 else [*kills, plan_kills(rng, len(BOUNDARIES), after=kills[0].epoch)[0]])
+    return Plan(case, backend, "plain", kills)
 
 
 def plan_kills(rng: random.Random, index: int, after: int = 0) -> list[Kill]:
@@ -296,16 +315,16 @@ def plan_kills(rng: random.Random, index: int, after: int = 0) -> list[Kill]:
     return kills
 
 
-def reference(case: str, with_bar: bool) -> tuple[dict, list]:
+def reference(case: str, backend: str, with_bar: bool) -> tuple[dict, list]:
     """The uninterrupted run of ``case``: tracker's curve, and BackupAndRestore's CSV history."""
     with tempfile.TemporaryDirectory(prefix=f"torture-ref-{case}-") as tmp:
         work = Path(tmp)
-        subprocess.run([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case], env=env(work), cwd=work, check=True, timeout=TIMEOUT)
+        subprocess.run(train_command(case, backend), env=env(work), cwd=work, check=True, timeout=TIMEOUT)
         ours = tracker.curves("r", db=str(work / "t.db"))
         if not with_bar:
             return ours, []
         folder = work / "bar"
-        subprocess.run([sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backup-and-restore", str(folder)],
+        subprocess.run(train_command(case, backend, "--backup-and-restore", str(folder)),
                        env=env(work), cwd=work, check=True, timeout=TIMEOUT)
         return ours, csv_rows(folder / "history.csv")
 
@@ -318,14 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-backup-and-restore", action="store_true", help="skip the Keras BackupAndRestore comparison")
     parser.add_argument("--serve", action="store_true",
                         help="serve each trial's database with python -m tracker.serve and a page's traffic while it trains")
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow", help="the Keras backend of every child (default tensorflow)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    plans = [plan(rng, i) for i in range(args.trials)]
+    plans = [plan(rng, i, args.backend) for i in range(args.trials)]
     cases = sorted({p.case for p in plans})
     with_bar = not args.no_backup_and_restore
     started = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
-        refs = dict(zip(cases, pool.map(lambda c: reference(c, with_bar), cases)))
+        refs = dict(zip(cases, pool.map(lambda c: reference(c, args.backend, with_bar), cases)))
     ours, theirs = {c: r[0] for c, r in refs.items()}, {c: r[1] for c, r in refs.items()}
     print(f"references for {len(cases)} cases in {time.monotonic() - started:.0f}s", flush=True)
 
@@ -343,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.violations += [f"serve: {problem}" for problem in watcher.stop()]
                 out.served = watcher.requests
             if with_bar and p.scenario == "plain" and all(k.boundary is None for k in p.kills):
-                backup_and_restore_trial(work, p.case, p.kills, theirs[p.case], out)
+                backup_and_restore_trial(work, p, theirs[p.case], out)
         out.seconds = time.monotonic() - t0
         status = "ok" if not out.violations else "VIOLATION " + "; ".join(out.violations)
         print(f"trial {i + 1:4d} {p.case:11s} {p.scenario:6s} kills={','.join(out.kills) or 'none landed'} {out.seconds:5.1f}s {status}", flush=True)
@@ -359,7 +379,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
     hits = Counter(k for o in outcomes for k in o.kills)
     seconds = sorted(o.seconds for o in outcomes)
     violations = sum(len(o.violations) for o in outcomes)
-    print(f"\ntrials: {len(outcomes)}  (jobs {args.jobs}, seed {args.seed}, {EPOCHS} epochs each, wall {wall:.0f}s)")
+    print(f"\ntrials: {len(outcomes)}  (backend {args.backend}, jobs {args.jobs}, seed {args.seed}, {EPOCHS} epochs each, wall {wall:.0f}s)")
     print(f"{'kill point':46s} hits")
     for name in [*BOUNDARIES, "random"]:
         print(f"  {name:44s} {hits[name]}")

@@ -1,10 +1,15 @@
 """A tiny deterministic training script, run as a real child process by the crash tests and the torture script.
 
-Usage: python child_train.py RUN EPOCHS [--case CASE] [--explicit] [--backup-and-restore DIR]
+Usage: python child_train.py RUN EPOCHS [--case CASE] [--backend BACKEND] [--explicit] [--backup-and-restore DIR]
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
 CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive.
 
 Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
+--backend tensorflow|jax|torch sets KERAS_BACKEND before Keras is imported (default: $KERAS_BACKEND, else
+tensorflow); it is part of the command line, so `tracker resume` re-launches under the same backend.
+Each backend runs under its determinism settings: TensorFlow's op determinism, torch's deterministic
+algorithms; JAX on the CPU is deterministic as it is. On JAX and torch, TensorFlow is blocked as if not
+installed (the tfdata case needs it), so the script fails if tracker imports it.
 --explicit uses run.callback and run.initial_epoch instead of the patched fit.
 --backup-and-restore DIR trains WITHOUT tracker, under keras.callbacks.BackupAndRestore(DIR) and a
 CSVLogger(DIR/history.csv, append=True), for the torture script's comparison.
@@ -21,25 +26,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import tracker  # noqa: E402
-from tests.models import tiny  # noqa: E402
-
 CASES_ON_SEQUENTIAL = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "schedule"}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run")
 parser.add_argument("epochs", type=int)
 parser.add_argument("--case", default="adam")
+parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=os.environ.get("KERAS_BACKEND", "tensorflow"))
 parser.add_argument("--explicit", action="store_true")
 parser.add_argument("--backup-and-restore")
 args = parser.parse_args()
+# Keras reads its backend once, at import.
+os.environ["KERAS_BACKEND"] = args.backend
+if args.backend != "tensorflow":
+    # As if TensorFlow were not installed: any import of it fails (Keras's own seeding skips it), so a
+    # tracker that imported TensorFlow on JAX or torch fails this script.
+    sys.modules["tensorflow"] = None
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tracker  # noqa: E402
+from tests.models import tiny  # noqa: E402
 
 keras.utils.set_random_seed(7)
-tf.config.experimental.enable_op_determinism()
+if args.backend == "tensorflow":
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+elif args.backend == "torch":
+    import torch
+
+    torch.use_deterministic_algorithms(True)
 rng = np.random.default_rng(0)
 x = rng.random((48, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, 48)
@@ -51,6 +69,8 @@ model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentr
 
 fit = {"epochs": args.epochs, "verbose": 0}
 if args.case == "tfdata":
+    if args.backend != "tensorflow":
+        parser.error("--case tfdata needs --backend tensorflow")
     split = 36
     train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(36, seed=3, reshuffle_each_iteration=True).batch(16)
     fit.update(x=train, validation_data=tf.data.Dataset.from_tensor_slices((x[split:], y[split:])).batch(16))

@@ -66,22 +66,36 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 
 def test_kill_at_every_boundary_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, list], storage: tuple[str, str]) -> None:
-    assert [b for b, _ in KILLS] == list(BOUNDARIES)
     db, ckpt = storage
-    # One run, killed once at each boundary; each restart is a real `python -m tracker.resume`.
+    _kill_at_every_boundary_and_resume(tmp_path, db, ckpt, [])
+    assert tracker.curves("r", db=db) == reference
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_kill_at_every_boundary_on_jax_and_torch(tmp_path: Path, backend: str) -> None:
+    """The same kills under another backend, with numpy input shuffled from that backend's global generator."""
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    options = ["--case", "shuffle", "--backend", backend]
+    subprocess.run([sys.executable, str(CHILD), "ref", str(EPOCHS), *options], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
+    _kill_at_every_boundary_and_resume(tmp_path, db, ckpt, options)
+    assert tracker.curves("r", db=db) == tracker.curves("ref", db=db)
+
+
+def _kill_at_every_boundary_and_resume(tmp_path: Path, db: str, ckpt: str, options: list[str]) -> None:
+    """Train run ``r``, killed once at each boundary, each restart a real `python -m tracker.resume`, to its end."""
+    assert [b for b, _ in KILLS] == list(BOUNDARIES)
     committed: list[int] = []
     for i, (boundary, epoch) in enumerate(KILLS):
-        command = [sys.executable, str(CHILD), "r", str(EPOCHS)] if i == 0 else [sys.executable, "-m", "tracker.resume", "r"]
+        command = [sys.executable, str(CHILD), "r", str(EPOCHS), *options] if i == 0 else [sys.executable, "-m", "tracker.resume", "r"]
         run_and_kill(command, _env(db, ckpt, f"{boundary}:{epoch}"), tmp_path)
         live = invariants.check(db, "r")
         assert live[: len(committed)] == committed, "a committed epoch was lost"
         assert live[-1] == (epoch if boundary in ("after-commit", "during-retention") else epoch - 1), (boundary, live)
         committed = live
-        assert tracker.runs(db)[0].status == "crashed"
+        assert next(r for r in tracker.runs(db) if r.name == "r").status == "crashed"
     subprocess.run([sys.executable, "-m", "tracker.resume", "r"], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
     assert invariants.check(db, "r") == list(range(EPOCHS))
-    assert tracker.curves("r", db=db) == reference
-    assert tracker.runs(db)[0].status == "completed"
+    assert next(r for r in tracker.runs(db) if r.name == "r").status == "completed"
     fs, folder = fsspec.core.url_to_fs(f"{ckpt}/r")
     files = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
     assert not [f for f in files if f.endswith(".tmp")], files

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
 from tracker import keras_state
 from tracker.errors import TrackerError
@@ -58,7 +60,11 @@ class TrackerCallback(keras.callbacks.Callback):
                 f"Run {self.run.name!r} cannot resume into a model that is not built yet. Build it before fit "
                 "(start it with keras.Input(...), or call model.build(input_shape)), or use tracker.track's patched fit, which builds it."
             )
+        keras_state.check_backend(point.header, self.run.name, force=self.run.force)
         keras_state.restore_model(self.model, point.arrays, point.header)
+        # Here, not before fit: fit has already drawn a batch to build itself, as it did in the
+        # uninterrupted run, and the first epoch's shuffle is drawn after this.
+        keras_state.restore_rngs(point.arrays, point.header)
         self._pending = point
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -227,24 +233,35 @@ def metric_direction(model: keras.Model, monitor: str) -> str | None:
     return None
 
 
-def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
-    import tensorflow as tf
+def _tf_dataset_type() -> type | None:
+    """``tf.data.Dataset``, or None when TensorFlow is not loaded: then no input can be one.
 
-    return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), tf.data.Dataset)}
+    Never imports TensorFlow itself, so that a JAX or torch run does not load it.
+    """
+    tf = sys.modules.get("tensorflow")
+    return tf.data.Dataset if tf is not None and hasattr(tf, "data") else None
+
+
+def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
+    dataset = _tf_dataset_type()
+    if dataset is None:
+        return {}
+    return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), dataset)}
 
 
 def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
     """Name, before the first epoch, each input whose position a resume cannot restore."""
-    import tensorflow as tf
-
     x = bound.get("x")
+    dataset = _tf_dataset_type()
     reason = None
     if isinstance(x, keras.utils.PyDataset):
         reason = "a keras.utils.PyDataset keeps its order in Python state that tracker cannot save"
     elif inspect.isgenerator(x) or isinstance(x, Iterator):
         reason = "a Python generator or iterator keeps hidden state that tracker cannot save"
-    elif isinstance(x, tf.data.Dataset) and bound.get("class_weight") is not None:
+    elif dataset is not None and isinstance(x, dataset) and bound.get("class_weight") is not None:
         reason = "with class_weight, Keras wraps the tf.data input, so its shuffle position cannot be followed"
+    elif _is_torch_loader(x) and getattr(x, "generator", None) is not None:
+        reason = "a torch DataLoader given its own generator keeps its order in that generator, which tracker does not save"
     if reason:
         warnings.warn(
             f"Run {run.name!r}: a resumed run will not be bit-identical to an uninterrupted one: {reason}. "
@@ -253,15 +270,21 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
         )
 
 
+def _is_torch_loader(x: Any) -> bool:
+    # Never imports torch: a DataLoader can only exist once torch is loaded.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
+
+
 def _build_from(model: keras.Model, x: Any) -> None:
     """Build an unbuilt (subclassed) model symbolically from its input's shape, without drawing data."""
-    import numpy as np
-    import tensorflow as tf
-
-    if isinstance(x, tf.data.Dataset):
+    dataset = _tf_dataset_type()
+    if dataset is not None and isinstance(x, dataset):
         spec = x.element_spec
         spec = spec[0] if isinstance(spec, tuple) else spec
+        symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
     else:
-        spec = keras.tree.map_structure(lambda a: tf.TensorSpec((None, *np.shape(a)[1:]), getattr(a, "dtype", "float32")), x)
-    symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
+        symbolic = keras.tree.map_structure(
+            lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
+        )
     model(symbolic)

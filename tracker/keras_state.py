@@ -8,7 +8,10 @@ Captured at each epoch end, restored at the resume point:
 - the state of stateful callbacks: ``EarlyStopping``, ``ReduceLROnPlateau``,
   ``ModelCheckpoint``, and any callback with ``get_state()``/``set_state(state)``;
 - how many iterators ``fit`` drew from each ``tf.data`` input, which is the position of a
-  seeded ``shuffle(..., reshuffle_each_iteration=True)`` stream.
+  seeded ``shuffle(..., reshuffle_each_iteration=True)`` stream;
+- the global random generator that Keras's own input pipeline draws from on this backend
+  (see `_PIPELINE_RNG`), so that numpy input with ``shuffle=True`` continues its order;
+- the backend that wrote the checkpoint, which a resume must match (`check_backend`).
 
 A callback of your own takes part by defining two methods::
 
@@ -29,9 +32,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from tracker.errors import CheckpointError
+from tracker.errors import CheckpointError, ResumeError
 
 FORMAT = 1
+
+# Where numpy input's shuffle order comes from, per backend (keras/src/trainers/data_adapters/
+# array_data_adapter.py): on TensorFlow a tf.random.shuffle inside the tf.data pipeline, seeded by
+# Keras's seed and replayed the same way after a restart; on JAX numpy's global generator
+# (np.random.permutation); on torch torch's global generator (each DataLoader iterator draws its
+# base seed from it, and a RandomSampler without a generator draws its seed from it too).
+_PIPELINE_RNG = {"tensorflow": (), "jax": ("numpy",), "torch": ("torch",)}
 
 # Attributes that make up each built-in stateful callback's memory between epochs.
 # Configuration (patience, factor, min_delta...) comes from the script; only state is saved.
@@ -68,7 +78,56 @@ def capture(
         "optimizer": [v.path for v in opt_vars],
         "callbacks": states,
         "data": dict(data or {}),
+        "backend": keras.backend.backend(),
     }
+    rng_arrays, header["rng"] = _capture_rngs(keras.backend.backend())
+    arrays.update(rng_arrays)
+    return arrays, header
+
+
+def check_backend(header: dict[str, Any], run_name: str, *, force: bool) -> None:
+    """Refuse to resume under another Keras backend than the one that wrote the checkpoint.
+
+    Each backend keeps its randomness elsewhere and computes differently, so a switched backend
+    could not continue the curve exactly. A checkpoint written before backends were recorded
+    (no ``backend`` key) is not checked: it cannot say.
+    """
+    saved, current = header.get("backend"), keras.backend.backend()
+    if saved is None or saved == current or force:
+        return
+    raise ResumeError(
+        f"Run {run_name!r} cannot resume under another Keras backend than the one it was trained on. "
+        f"Received: KERAS_BACKEND={current!r}. Expected: KERAS_BACKEND={saved!r}, the backend of its checkpoint. "
+        "Set KERAS_BACKEND back, or pass force=True to tracker.track (or set TRACKER_FORCE=1) to continue "
+        "from its weights anyway, without an identical curve."
+    )
+
+
+def restore_rngs(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    """Put back the global generators `capture` saved; call after ``fit`` built its input, before the first epoch."""
+    saved = header.get("rng", {})
+    if "numpy" in saved:
+        s = saved["numpy"]
+        np.random.set_state((s["kind"], arrays["rng.numpy"], s["pos"], s["has_gauss"], s["cached_gaussian"]))
+    if "torch" in saved:
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(arrays["rng.torch"].copy()))
+
+
+def _capture_rngs(backend: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays: dict[str, np.ndarray] = {}
+    header: dict[str, Any] = {}
+    wanted = _PIPELINE_RNG.get(backend, ())
+    if "numpy" in wanted:
+        kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+        arrays["rng.numpy"] = keys.copy()
+        header["numpy"] = {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    if "torch" in wanted:
+        import torch
+
+        arrays["rng.torch"] = torch.get_rng_state().numpy().copy()
+        header["torch"] = {}
     return arrays, header
 
 

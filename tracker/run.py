@@ -326,6 +326,12 @@ class Run:
     # -- what fit needs ----------------------------------------------------
 
     @property
+    def force(self) -> bool:
+        """Whether this run was opened with ``force=True`` or ``TRACKER_FORCE=1``: an adapter may then
+        also accept a resume that it would refuse (the Keras adapter: another backend)."""
+        return self._force
+
+    @property
     def callback(self) -> Any:
         """The framework's callback that records this run, for ``callbacks=[run.callback]``."""
         if self._integration is None:

@@ -25,7 +25,13 @@ import sqlalchemy as sa
 
 from tracker import db as dbmod
 from tracker import migrate, settings
-from tracker.errors import ResumeError, RunLockedError, RunNotFoundError, StoreError, TrackerError
+from tracker.errors import (
+    ResumeError,
+    RunLockedError,
+    RunNotFoundError,
+    StoreError,
+    TrackerError,
+)
 from tracker.faults import pause_point
 from tracker.process import is_this_process
 from tracker.records import (

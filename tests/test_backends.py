@@ -1,0 +1,79 @@
+"""A run stays on the Keras backend that trained it: a resume under another one is refused unless forced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import tracker
+from tests.test_crash import CHILD, _env
+from tracker.errors import ResumeError
+
+
+@pytest.mark.parametrize(
+    "saved, force",
+    [("current", False), (None, False), ("other", True)],
+    ids=["same-backend", "written-before-backends-were-recorded", "forced"],
+)
+def test_check_backend_accepts(keras_env, saved: str | None, force: bool) -> None:
+    from tracker import keras_state
+
+    header = {} if saved is None else {"backend": keras_env.backend.backend() if saved == "current" else saved}
+    keras_state.check_backend(header, "r", force=force)
+
+
+def test_check_backend_refuses_another_backend_naming_both(keras_env) -> None:
+    from tracker import keras_state
+
+    current = keras_env.backend.backend()
+    with pytest.raises(ResumeError, match=rf"Received: KERAS_BACKEND='{current}'\. Expected: KERAS_BACKEND='other'"):
+        keras_state.check_backend({"backend": "other"}, "r", force=False)
+
+
+def test_the_checkpoint_records_its_backend(keras_env, make_model, data, sqlite_db: str, ckpt: str) -> None:
+    x, y = data
+    with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=1, verbose=0)
+    [path] = Path(ckpt, "r").glob("*.npz")
+    with np.load(path) as saved:  # plain numpy reads it
+        header = json.loads(saved["__tracker__"].tobytes())
+    assert header["backend"] == keras_env.backend.backend()
+
+
+def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(keras_env, data) -> None:
+    torch = pytest.importorskip("torch")  # installed with '.[torch]'; the tensorflow-only install has no DataLoader to pass
+    from tracker.keras import _warn_if_inexact
+
+    run = SimpleNamespace(name="r")  # the warning only names the run
+    x, y = data
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    with pytest.warns(UserWarning, match="Run 'r'.*torch DataLoader given its own generator"):
+        _warn_if_inexact(run, {"x": torch.utils.data.DataLoader(dataset, shuffle=True, generator=torch.Generator())})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Without a generator it draws from torch's global generator, which tracker saves on torch.
+        _warn_if_inexact(run, {"x": torch.utils.data.DataLoader(dataset, shuffle=True)})
+
+
+@pytest.mark.slow
+def test_resuming_under_another_backend_is_refused_before_training_unless_forced(tmp_path: Path) -> None:
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    train = [sys.executable, str(CHILD), "r"]
+    subprocess.run([*train, "2", "--backend", "jax"], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
+
+    refused = subprocess.run([*train, "4", "--backend", "torch"], env=_env(db, ckpt), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "Received: KERAS_BACKEND='torch'. Expected: KERAS_BACKEND='jax'" in refused.stderr
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]
+    shown = subprocess.run([sys.executable, "-m", "tracker", "show", "r", "--json", "--db", db], capture_output=True, text=True, check=True)
+    assert "KERAS_BACKEND='jax'" in json.loads(shown.stdout)["attempts"][-1]["error"]
+
+    subprocess.run([*train, "4", "--backend", "torch"], env={**_env(db, ckpt), "TRACKER_FORCE": "1"}, cwd=tmp_path, check=True, timeout=300)
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3]
