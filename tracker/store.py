@@ -86,6 +86,20 @@ def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: 
     return [r.checkpoint_path for r in doomed]
 
 
+def _make_writer(conn: sa.Connection, run_id: int, process: ProcessInfo, t: datetime) -> tuple[RunRow, int]:
+    """Record a new attempt by ``process`` and make it the run's only writer; return the run and the attempt."""
+    attempt_id = conn.execute(
+        attempts.insert().values(
+            run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
+            host=process.host, pid=process.pid, executable=process.executable,
+            argv=json.dumps(process.argv), cwd=process.cwd, process_start=process.start,
+            versions=json.dumps(process.versions, sort_keys=True),
+        )
+    ).inserted_primary_key[0]
+    conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=attempt_id))
+    return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()), attempt_id
+
+
 def _refuse_to_continue(name: str, status: str) -> None:
     """Raise `ResumeError` for a run that training must not continue: an imported one, or one half deleted."""
     if status == Status.IMPORTED:
@@ -252,17 +266,7 @@ class Store:
                 if config:
                     values["config"] = json.dumps(dict(config), sort_keys=True)
                 conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
-            attempt_id = conn.execute(
-                attempts.insert().values(
-                    run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
-                    host=process.host, pid=process.pid, executable=process.executable,
-                    argv=json.dumps(process.argv), cwd=process.cwd, process_start=process.start,
-                    versions=json.dumps(process.versions, sort_keys=True),
-                )
-            ).inserted_primary_key[0]
-            conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=attempt_id))
-            run = _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one())
-        return run, attempt_id
+            return _make_writer(conn, run_id, process, t)
 
     def _retire_writer(
         self, conn: sa.Connection, run_id: int, attempt_id: int | None, name: str, force: bool, t: datetime
@@ -702,15 +706,7 @@ class Store:
                     config=json.dumps(dict(config), sort_keys=True), checkpoint_dir="", monitor=monitor, mode=mode,
                 )
             ).inserted_primary_key[0]
-            attempt_id = conn.execute(
-                attempts.insert().values(
-                    run_id=run_id, status=Status.RUNNING, started_at=t, heartbeat_at=t, initial_epoch=0,
-                    host=process.host, pid=process.pid, executable=process.executable,
-                    argv=json.dumps(process.argv), cwd=process.cwd, versions=json.dumps(process.versions, sort_keys=True),
-                )
-            ).inserted_primary_key[0]
-            conn.execute(runs.update().where(runs.c.id == run_id).values(writer_attempt_id=attempt_id))
-            return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().one()), attempt_id
+            return _make_writer(conn, run_id, process, t)
 
     def _writer_alive(self, conn: sa.Connection, attempt_id: int | None) -> AttemptRow | None:
         """The run's writer attempt if it still holds its lease, else None."""
