@@ -1,8 +1,11 @@
 """A tiny deterministic training script, run as a real child process by the crash tests and the torture script.
 
 Usage: python child_train.py RUN EPOCHS [--case CASE] [--backend BACKEND] [--explicit] [--backup-and-restore DIR]
+       [--every-steps N] [--every-seconds T] [--log-every-steps N] [--steps-per-execution K] [--samples N]
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
-CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive.
+CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive;
+CHILD_BATCH_SLEEP=SECONDS at the start of each batch, so that a signal can land inside an epoch.
+The step options are tracker.track's; --samples sets the data size (48: three batches per epoch).
 
 Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
 --backend tensorflow|jax|torch sets KERAS_BACKEND before Keras is imported (default: $KERAS_BACKEND, else
@@ -35,6 +38,12 @@ parser.add_argument("--case", default="adam")
 parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=os.environ.get("KERAS_BACKEND", "tensorflow"))
 parser.add_argument("--explicit", action="store_true")
 parser.add_argument("--backup-and-restore")
+parser.add_argument("--backup-save-freq", type=int, help="BackupAndRestore(save_freq=N) instead of every epoch")
+parser.add_argument("--every-steps", type=int)
+parser.add_argument("--every-seconds", type=float)
+parser.add_argument("--log-every-steps", type=int)
+parser.add_argument("--steps-per-execution", type=int, default=1)
+parser.add_argument("--samples", type=int, default=48)
 args = parser.parse_args()
 # Keras reads its backend once, at import.
 os.environ["KERAS_BACKEND"] = args.backend
@@ -59,20 +68,23 @@ elif args.backend == "torch":
 
     torch.use_deterministic_algorithms(True)
 rng = np.random.default_rng(0)
-x = rng.random((48, 8, 8, 1), dtype=np.float32)
-y = rng.integers(0, 3, 48)
+x = rng.random((args.samples, 8, 8, 1), dtype=np.float32)
+y = rng.integers(0, 3, args.samples)
 
 
 model = tiny("sequential" if args.case in CASES_ON_SEQUENTIAL else args.case, dropout=0.3 if args.case == "dropout" else 0.0)
 lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if args.case == "schedule" else 1e-2
-model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+model.compile(
+    keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+    steps_per_execution=args.steps_per_execution,
+)
 
 fit = {"epochs": args.epochs, "verbose": 0}
 if args.case == "tfdata":
     if args.backend != "tensorflow":
         parser.error("--case tfdata needs --backend tensorflow")
-    split = 36
-    train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(36, seed=3, reshuffle_each_iteration=True).batch(16)
+    split = args.samples * 3 // 4
+    train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(split, seed=3, reshuffle_each_iteration=True).batch(16)
     fit.update(x=train, validation_data=tf.data.Dataset.from_tensor_slices((x[split:], y[split:])).batch(16))
 else:
     fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle=args.case == "shuffle")
@@ -87,15 +99,20 @@ if args.case == "callbacks":
 if os.environ.get("CHILD_EPOCH_SLEEP"):
     pause = float(os.environ["CHILD_EPOCH_SLEEP"])
     callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: time.sleep(pause)))
+if os.environ.get("CHILD_BATCH_SLEEP"):
+    batch_pause = float(os.environ["CHILD_BATCH_SLEEP"])
+    callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: time.sleep(batch_pause)))
 
 if args.backup_and_restore:
     folder = args.backup_and_restore
     os.makedirs(folder, exist_ok=True)
     model.build((None, 8, 8, 1))  # BackupAndRestore cannot restore into an unbuilt model
-    callbacks += [keras.callbacks.BackupAndRestore(folder), keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True)]
+    backup = keras.callbacks.BackupAndRestore(folder, save_freq=args.backup_save_freq or "epoch")
+    callbacks += [backup, keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True)]
     model.fit(callbacks=callbacks, **fit)
 else:
-    with tracker.track(args.run, config={"case": args.case}) as run:
+    steps = {"checkpoint_every_steps": args.every_steps, "checkpoint_every_seconds": args.every_seconds, "log_every_steps": args.log_every_steps}
+    with tracker.track(args.run, config={"case": args.case}, **steps) as run:
         if args.explicit:
             model.fit(callbacks=[*callbacks, run.callback], initial_epoch=run.initial_epoch, **fit)
         else:

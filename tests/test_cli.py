@@ -22,6 +22,7 @@ from tracker.__main__ import main
 from tracker.cli import commands
 from tracker.db import locate
 from tracker.store import open_store
+from tracker.records import Position
 
 PASSWORD_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
 
@@ -208,7 +209,7 @@ def test_export_include_superseded(record, db, capsys):
     record("r", 3)
     store = open_store(db)
     try:
-        store.supersede(store.get_run("r"), None, 2)  # what a rewind to epoch 1 does
+        store.supersede(store.get_run("r"), None, Position(2))  # what a rewind to epoch 1 does
     finally:
         store.close()
     record("r", 4)

@@ -17,6 +17,7 @@ import tracker
 from tests import serving
 from tracker.serve.app import STATIC, allowed_hosts, create_app
 from tracker.store import ProcessInfo, open_store
+from tracker.records import Position
 
 ORIGIN = "http://127.0.0.1:6007"
 CHILD = Path(__file__).with_name("child_numpy.py")
@@ -99,7 +100,7 @@ def test_superseded_epochs_come_back_only_when_asked(record, db, client):
     record("r", 6, keep_last=None)  # every checkpoint kept, so that the resume point is epoch 2's
     store = open_store(db)
     try:
-        store.supersede(store.get_run("r"), None, 3)
+        store.supersede(store.get_run("r"), None, Position(3))
     finally:
         store.close()
     record("r", 8, keep_last=None)

@@ -26,6 +26,7 @@ import tracker
 from tests import serving
 from tracker.store import open_store
 from tracker.tables import epochs, runs
+from tracker.records import Position
 
 CHILD = Path(__file__).with_name("child_train.py")
 #: The issue's contract: a committed epoch appears on an open page within 2 s.
@@ -58,7 +59,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[serving.Ser
     first.finish("interrupted")
     store = open_store(db)
     try:
-        store.supersede(store.get_run("cnn-a"), None, 8)  # as `python -m tracker.resume cnn-a --from-epoch 7` does
+        store.supersede(store.get_run("cnn-a"), None, Position(8))  # as `python -m tracker.resume cnn-a --from-epoch 7` does
     finally:
         store.close()
     record(db, ckpt, "cnn-a", range(8, 20), 1.0, keep_last=None)

@@ -42,7 +42,7 @@ from tracker.checkpoint_file import (
     refuse_foreign,
 )
 from tracker.errors import CheckpointError
-from tracker.faults import pause_point
+from tracker.faults import label_of, pause_point
 from tracker.records import FileInfo, RunRow
 
 
@@ -178,7 +178,7 @@ class LocalFolder:
                 sink = encode(raw, epoch, arrays, header)
                 raw.flush()
                 os.fsync(raw.fileno())
-            pause_point("before-rename", epoch)
+            pause_point("before-rename", label_of(epoch, header))
             os.replace(temp, final)
             fsync_path(self.path)
         except OSError as e:

@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tracker.errors import CheckpointError
-from tracker.faults import pause_point
+from tracker.faults import label_of, pause_point
 from tracker.records import FileInfo
 
 HEADER_KEY = "__tracker__"
@@ -42,7 +42,7 @@ class HashingSink:
     covers exactly the bytes written without reading them back.
     """
 
-    def __init__(self, raw: BinaryIO, epoch: int) -> None:
+    def __init__(self, raw: BinaryIO, epoch: int | str) -> None:
         self._raw = raw
         self._epoch = epoch
         self.sha256 = hashlib.sha256()
@@ -64,7 +64,7 @@ def encode(raw: BinaryIO, epoch: int, arrays: Mapping[str, np.ndarray], header: 
     """Stream the checkpoint of ``epoch`` into ``raw``; the returned sink holds its size and sha256."""
     payload = dict(arrays)
     payload[HEADER_KEY] = np.frombuffer(json.dumps(dict(header)).encode(), dtype=np.uint8)
-    sink = HashingSink(raw, epoch)
+    sink = HashingSink(raw, label_of(epoch, header))
     # The .npz layout np.savez writes, streamed so the hash sees every byte once.
     with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
         for key, value in payload.items():

@@ -52,3 +52,21 @@ class CheckpointError(TrackerError):
 
 class ResumeError(TrackerError):
     """A run cannot be resumed as asked."""
+
+
+class Preempted(SystemExit):
+    """Raised out of ``fit`` after a stop signal (SIGTERM) once its checkpoint is committed.
+
+    A `SystemExit`, so that ``except Exception`` in the training script does not swallow it and the
+    process exits with `EXIT_STATUS` (143, as a process killed by SIGTERM reports in a shell). The
+    attempt is recorded as ``preempted``; rerunning the script resumes at the next batch.
+    """
+
+    EXIT_STATUS = 143
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.EXIT_STATUS)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -3,7 +3,8 @@
 Set ``TRACKER_TEST_PAUSE_AT=<boundary>:<epoch>``; when the process reaches that
 boundary of that epoch it prints ``TRACKER-PAUSED <boundary>:<epoch>`` to stderr and
 sleeps forever, so the test's SIGKILL lands exactly there. Unset, it costs one
-environment lookup per boundary.
+environment lookup per boundary. A checkpoint inside an epoch names its boundaries
+``<boundary>:<epoch>.<batch>`` (`label`), e.g. ``after-commit:2.3``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 
 from tracker.settings import ENV_PAUSE_AT
 
@@ -24,8 +26,19 @@ BOUNDARIES = ("during-write", "before-rename", "before-commit", "during-commit",
 REWIND_BOUNDARIES = ("during-rewind", "after-rewind")
 
 
-def pause_point(boundary: str, epoch: int) -> None:
-    """Stop here forever if the test asked for ``boundary`` of ``epoch``."""
+def label(epoch: int, batch: int | None = None) -> str:
+    """How a pause point names a checkpoint: ``3`` at the end of epoch 3, ``3.40`` 40 batches into it."""
+    return str(epoch) if batch is None else f"{epoch}.{batch}"
+
+
+def label_of(epoch: int, header: Mapping[str, object]) -> str:
+    """`label` of the checkpoint whose header is ``header``: a step checkpoint's header holds its batch."""
+    batch = header.get("batch")
+    return label(epoch, batch if isinstance(batch, int) else None)
+
+
+def pause_point(boundary: str, epoch: int | str) -> None:
+    """Stop here forever if the test asked for ``boundary`` of ``epoch`` (an epoch, or a `label`)."""
     wanted = os.environ.get(ENV_PAUSE_AT)
     if wanted and wanted == f"{boundary}:{epoch}":
         sys.stderr.write(f"TRACKER-PAUSED {wanted}\n")

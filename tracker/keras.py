@@ -19,9 +19,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras.src.trainers.epoch_iterator import EpochIterator
+
 from tracker import keras_state
-from tracker.errors import TrackerError
-from tracker.records import ResumePoint
+from tracker.errors import Preempted, TrackerError
+from tracker.records import ResumePoint, StepValues
 from tracker.run import Run
 
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
@@ -30,7 +32,9 @@ _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without
 class TrackerCallback(keras.callbacks.Callback):
     """Records each epoch of ``fit`` into a run, and restores the run's resume point at the start.
 
-    Use it through `tracker.track`, which adds it to ``fit`` for you, or explicitly:
+    It overrides no batch hook: Keras then keeps dispatching batches asynchronously. `StepTracker`
+    adds the batch hook for runs that checkpoint or log inside epochs. Use `callback_for` to get
+    the right one, or let `tracker.track` add it to ``fit`` for you, or use it explicitly:
 
     Example:
         ```python
@@ -49,9 +53,15 @@ class TrackerCallback(keras.callbacks.Callback):
         self._pending: ResumePoint | None = None
         self._checked_first_epoch = False
         self._monitor_resolved = False
+        self._skip = _BatchSkip()
+        #: The epoch in progress, the global step at its start, and what decides its data order.
+        self._epoch = 0
+        self._step0 = 0
+        self._start = keras_state.EpochStart()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.run.fit_started()
+        self.run.on_preempt(self._stop_soon)
         point = self.run.take_resume_point()
         if point is None:
             return
@@ -68,7 +78,10 @@ class TrackerCallback(keras.callbacks.Callback):
         self._pending = point
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        self._step0 = keras_state.global_step(self.model)
         if self._checked_first_epoch:
+            self._start = keras_state.epoch_start(self._data.positions() if self._data else None)
             return
         self._checked_first_epoch = True
         if self.run.stopped_early:
@@ -83,28 +96,180 @@ class TrackerCallback(keras.callbacks.Callback):
             )
         # Only once fit passed these checks: a refused resume leaves the recorded target alone.
         self.run.set_target_epochs(self.params.get("epochs"))
-        if self._pending is not None:
+        point, self._pending = self._pending, None
+        if point is not None:
             # Here, not in on_train_begin: every callback has reset itself by now.
-            keras_state.restore_callbacks(self._peers, self._pending.arrays, self._pending.header)
-            self._pending = None
+            keras_state.restore_callbacks(self._peers, point.arrays, point.header)
+        if point is not None and point.batch:
+            # Inside an epoch: fit has just reset the metrics; give back their running state, and
+            # start the epoch after the batches the checkpoint had trained (the RNGs and tf.data
+            # positions restored before fit drew this epoch's order are the epoch start's).
+            self._restore_metrics(point)
+            self._step0 -= point.batch
+            self._start = keras_state.EpochStart(
+                {k: v for k, v in point.arrays.items() if k.startswith("rng.")}, point.header.get("rng", {}), point.header.get("data", {})
+            )
+            self._skip.install(point.batch)
+        else:
+            self._start = keras_state.epoch_start(self._data.positions() if self._data else None)
+        self.run.schedule.start(keras_state.global_step(self.model))
+
+    def _restore_metrics(self, point: ResumePoint) -> None:
+        if len(self.model.metrics_variables) == len(point.header.get("metrics", [])):
+            keras_state.restore_metrics(self.model, point.arrays, point.header)
+            return
+        # Only when fit was not patched (run.callback): it builds the compiled metrics at its first step.
+        warnings.warn(
+            f"Run {self.run.name!r} resumes {point.batch} batches into epoch {point.epoch}, but the compiled metrics are "
+            "not built yet, so their running state cannot be restored: this epoch's logged metrics will cover only the "
+            "batches after the resume. Let tracker.track patch fit (do not pass run.callback) to restore them.",
+            stacklevel=2,
+        )
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        # Validation inside fit is about to reset the metrics: a stop signal that cut the epoch short saves now.
+        if self.run.preempt_requested and self._training:
+            done = keras_state.global_step(self.model) - self._step0
+            if not self._epoch_complete(done):
+                self._preempt_inside(done)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._skip.remove()
         if not self.run.is_writer:
             return
         # Wait for the previous epoch's commit before taking this snapshot, so that at most one
         # snapshot is alive at a time: the memory overhead stays one checkpoint's size.
         self.run.flush()
+        preempted = self.run.preempt_requested
+        if preempted:
+            done = keras_state.global_step(self.model) - self._step0
+            if not self._epoch_complete(done):
+                self._preempt_inside(done)
         logs = logs or {}
         if not self._monitor_resolved:
             self._monitor_resolved = True
             default = "val_loss" if "val_loss" in logs else "loss"
             self.run.resolve_monitor(default, lambda name: metric_direction(self.model, name))
-        arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
         # A callback that ended training at this epoch ended the run: that is part of the resume point.
-        self.run.submit_epoch(epoch, logs, arrays, header, stopped=bool(self.model.stop_training))
+        stopped = bool(self.model.stop_training) and not preempted
+        last = epoch + 1 >= (self.params.get("epochs") or 0)
+        if preempted or stopped or last or self.run.schedule.due_at_epoch_end():
+            arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
+            self.run.schedule.saved(keras_state.global_step(self.model))
+        else:
+            arrays = header = None
+        self.run.submit_epoch(epoch, logs, arrays, header, stopped=stopped)
+        if preempted:
+            self.run.flush()
+            raise Preempted(f"Run {self.run.name!r} stopped by {preempted} after epoch {epoch}, which is committed with its checkpoint.")
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self._skip.remove()
+        self.run.on_preempt(None)
         self.run.flush()
+
+    @property
+    def _training(self) -> bool:
+        return self._checked_first_epoch and self.run.is_writer
+
+    def _stop_soon(self) -> None:
+        # Called from the signal handler: Keras ends the epoch's batch loop after the current batch.
+        self.model.stop_training = True
+
+    def _epoch_complete(self, done: int) -> bool:
+        steps = self.params.get("steps")
+        return steps is not None and done >= steps
+
+    def _save_inside(self, done: int) -> None:
+        """Hand a step checkpoint ``done`` batches into the current epoch to the writer."""
+        self.run.flush()  # at most one snapshot alive at a time, as at epoch ends
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()  # the JAX trainer keeps the state outside the model's variables during an epoch
+        step = self._step0 + done
+        arrays, header = keras_state.capture(self.model, self._peers, inside=self._start)
+        self.run.submit_step(StepValues(self._epoch, done, step, {}), arrays, header)
+        self.run.schedule.saved(step)
+
+    def _preempt_inside(self, done: int) -> None:
+        """Save inside the epoch after a stop signal, wait for the commit, and stop the process."""
+        self._save_inside(done)
+        self.run.flush()
+        raise Preempted(
+            f"Run {self.run.name!r} stopped by {self.run.preempt_requested} at epoch {self._epoch}, batch {done}; "
+            "that point is committed, and a rerun continues from the next batch."
+        )
+
+
+class StepTracker(TrackerCallback):
+    """A `TrackerCallback` that also works at batch boundaries: checkpoints inside epochs
+    (``checkpoint_every_steps``, ``checkpoint_every_seconds``), per-step metrics (``log_every_steps``),
+    and a stop signal's save at the very next batch.
+
+    Under ``steps_per_execution=k`` Keras reports a batch boundary every k batches: checkpoints and
+    logged steps fall on the first boundary at or after the step asked for.
+    """
+
+    def __init__(self, run: Run, **kwargs: Any) -> None:
+        super().__init__(run, **kwargs)
+        self._last_logged = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.run.is_writer:
+            return
+        done = batch + 1
+        step = self._step0 + done
+        every = self.run.log_every_steps
+        if every is not None and step // every > self._last_logged // every:
+            self._last_logged = step
+            self.run.log_step(StepValues(self._epoch, done, step, dict(logs or {})))
+        if self._epoch_complete(done):
+            return  # the epoch end saves, with the epoch's metrics
+        if self.run.preempt_requested:
+            self._preempt_inside(done)
+        if self.run.schedule.due_at_batch(step):
+            self._save_inside(done)
+
+
+def callback_for(run: Run, **kwargs: Any) -> TrackerCallback:
+    """The callback that records ``run``: with a batch hook only when the run needs one."""
+    inside = run.schedule.inside_epochs or run.log_every_steps is not None
+    return (StepTracker if inside else TrackerCallback)(run, **kwargs)
+
+
+class _BatchSkip:
+    """Makes the next epoch that ``fit`` enumerates start after its first ``n`` batches.
+
+    The skipped batches are drawn from the data (so that the data stays where it was) but no model
+    step runs on them. Every backend's ``EpochIterator`` yields ``(begin, end, iterator)`` from
+    ``_enumerate_iterator``, and the train step then draws its batches from ``iterator``.
+    """
+
+    def __init__(self) -> None:
+        self._original: Any = None
+
+    def install(self, n: int) -> None:
+        original = self._original = EpochIterator.__dict__["_enumerate_iterator"]
+        skip = self
+
+        def enumerate_after(iterator_self: EpochIterator) -> Iterator[tuple[int, int, Any]]:
+            skip.remove()  # one epoch only
+            for begin, end, iterator in original(iterator_self):
+                if begin >= n:
+                    yield begin, end, iterator
+                    continue
+                for _ in range(end - begin + 1):
+                    try:
+                        next(iterator)
+                    except StopIteration:
+                        return
+
+        EpochIterator._enumerate_iterator = enumerate_after
+
+    def remove(self) -> None:
+        if self._original is not None:
+            EpochIterator._enumerate_iterator = self._original
+            self._original = None
 
 
 class _IteratorCount:
@@ -196,8 +361,10 @@ def patch_fit(run: Run) -> Callable[[], None]:
         if run.resume_point is not None:
             if not model.built:
                 _build_from(model, bound.get("x"))
+            if run.resume_point.batch:
+                _build_metrics(model, bound)
             data.fast_forward()
-        tracking = TrackerCallback(run, peers=callbacks, data=data)
+        tracking = callback_for(run, peers=callbacks, data=data)
         with data.counting():
             return original(model, callbacks=[*callbacks, tracking], initial_epoch=start, **bound)
 
@@ -278,13 +445,34 @@ def _is_torch_loader(x: Any) -> bool:
 
 def _build_from(model: keras.Model, x: Any) -> None:
     """Build an unbuilt (subclassed) model symbolically from its input's shape, without drawing data."""
+    model(_symbolic(x, first_only=True))
+
+
+def _build_metrics(model: keras.Model, bound: dict[str, Any]) -> None:
+    """Build the compiled metrics now, from the input's shapes, without drawing data.
+
+    On TensorFlow fit builds them only when it traces its first step, but a resume inside an
+    epoch must give them their running state before that step.
+    """
+    if not hasattr(model, "_symbolic_build") or bound.get("x") is None:
+        return
+    x = bound["x"]
+    if _tf_dataset_type() is not None and isinstance(x, _tf_dataset_type()):
+        batch = _symbolic(x, first_only=False)
+    elif bound.get("y") is not None:
+        batch = (_symbolic(x, first_only=False), _symbolic(bound["y"], first_only=False))
+    else:
+        return
+    model._symbolic_build(data_batch=batch)
+
+
+def _symbolic(x: Any, *, first_only: bool) -> Any:
+    """Symbolic tensors shaped like one batch of ``x`` (arrays, or a ``tf.data`` input's elements)."""
     dataset = _tf_dataset_type()
     if dataset is not None and isinstance(x, dataset):
         spec = x.element_spec
-        spec = spec[0] if isinstance(spec, tuple) else spec
-        symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
-    else:
-        symbolic = keras.tree.map_structure(
-            lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
-        )
-    model(symbolic)
+        spec = spec[0] if first_only and isinstance(spec, tuple) else spec
+        return keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
+    return keras.tree.map_structure(
+        lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
+    )

@@ -1,6 +1,7 @@
 """Everything a Keras training needs to continue exactly, as named arrays plus a JSON header.
 
-Captured at each epoch end, restored at the resume point:
+Captured at each checkpoint (an epoch end, or a batch boundary inside an epoch), restored at the
+resume point:
 - every model variable, including the state of each ``SeedGenerator`` (Dropout, random
   augmentation): ``model.variables``, where ``save_weights`` would skip the seeds;
 - every optimizer variable: moments, iteration count (which is also a learning-rate
@@ -11,7 +12,11 @@ Captured at each epoch end, restored at the resume point:
   seeded ``shuffle(..., reshuffle_each_iteration=True)`` stream;
 - the global random generator that Keras's own input pipeline draws from on this backend
   (see `_PIPELINE_RNG`), so that numpy input with ``shuffle=True`` continues its order;
-- the backend that wrote the checkpoint, which a resume must match (`check_backend`).
+- the backend that wrote the checkpoint, which a resume must match (`check_backend`);
+- inside an epoch, also each compiled metric's running accumulators (so that the epoch's logged
+  means come out the same), and the random generators and ``tf.data`` positions as they were at
+  the epoch's start (`EpochStart`), from which a resume replays the epoch's order and skips the
+  batches already trained.
 
 A callback of your own takes part by defining two methods::
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -52,10 +58,36 @@ _BUILTIN_STATE = {
 }
 
 
+@dataclass(frozen=True)
+class EpochStart:
+    """What decides an epoch's data order, taken as the epoch begins: the global generators that
+    Keras's input pipeline draws from, and how many iterators each ``tf.data`` input gave."""
+
+    rng_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    rng_header: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, int] = field(default_factory=dict)
+
+
+def epoch_start(data: dict[str, int] | None = None) -> EpochStart:
+    """Take the `EpochStart` now: call as an epoch begins, before its data is drawn."""
+    arrays, header = _capture_rngs(keras.backend.backend())
+    return EpochStart(arrays, header, dict(data or {}))
+
+
+def global_step(model: keras.Model) -> int:
+    """How many batches the model's optimizer has trained on: the run's global step."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations)) if model.optimizer is not None else 0
+
+
 def capture(
-    model: keras.Model, callbacks: Sequence[keras.callbacks.Callback] = (), data: dict[str, int] | None = None
+    model: keras.Model, callbacks: Sequence[keras.callbacks.Callback] = (), data: dict[str, int] | None = None,
+    *, inside: EpochStart | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Snapshot the training state. The arrays stay valid while training goes on."""
+    """Snapshot the training state. The arrays stay valid while training goes on.
+
+    ``inside``: the snapshot is taken inside an epoch that began at this `EpochStart`; it then also
+    holds the metrics' running state, and the epoch start's generators and data positions.
+    """
     model_vars = list(model.variables)
     opt_vars = list(model.optimizer.variables) if model.optimizer is not None else []
     # Reading a TensorFlow variable yields an immutable tensor (later updates copy on write),
@@ -80,9 +112,21 @@ def capture(
         "data": dict(data or {}),
         "backend": keras.backend.backend(),
     }
-    rng_arrays, header["rng"] = _capture_rngs(keras.backend.backend())
+    if inside is None:
+        rng_arrays, header["rng"] = _capture_rngs(keras.backend.backend())
+    else:
+        rng_arrays, header["rng"], header["data"] = inside.rng_arrays, inside.rng_header, dict(inside.data)
+        metric_vars = list(model.metrics_variables)
+        arrays.update({f"metric.{i:05d}": v.numpy() for i, v in enumerate(metric_vars)})
+        header["metrics"] = [v.path for v in metric_vars]
     arrays.update(rng_arrays)
     return arrays, header
+
+
+def restore_metrics(model: keras.Model, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    """Put back the metrics' running state of a checkpoint taken inside an epoch; call after the epoch's metric reset."""
+    for variable, value in _pairs("metrics", list(model.metrics_variables), arrays, header, prefix="metric"):
+        variable.assign(value)
 
 
 def check_backend(header: dict[str, Any], run_name: str, *, force: bool) -> None:
@@ -183,7 +227,9 @@ def _plain(value: Any) -> Any:
     return np.asarray(value).item()
 
 
-def _pairs(kind: str, variables: list, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> list[tuple[Any, np.ndarray]]:
+def _pairs(
+    kind: str, variables: list, arrays: dict[str, np.ndarray], header: dict[str, Any], *, prefix: str | None = None
+) -> list[tuple[Any, np.ndarray]]:
     saved_paths = header.get(kind, [])
     if len(saved_paths) != len(variables):
         raise CheckpointError(
@@ -192,7 +238,7 @@ def _pairs(kind: str, variables: list, arrays: dict[str, np.ndarray], header: di
         )
     pairs = []
     for i, (variable, saved_path) in enumerate(zip(variables, saved_paths)):
-        value = arrays[f"{kind}.{i:05d}"]
+        value = arrays[f"{prefix or kind}.{i:05d}"]
         if tuple(variable.shape) != value.shape:
             raise CheckpointError(
                 f"{kind} variable {i} ({variable.path}) has shape {tuple(variable.shape)} but the checkpoint's "

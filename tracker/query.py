@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from tracker.records import AttemptRow, RunRow, Status
 from tracker.store import Store, open_store
@@ -89,15 +89,20 @@ def curves(
     *,
     metrics: list[str] | None = None,
     include_superseded: bool = False,
+    by: Literal["epoch", "step"] = "epoch",
 ) -> dict[str, list]:
     """The run's learning curve as columns: ``{"epoch": [0, 1, ...], "loss": [...], ...}``.
 
     One entry per committed epoch of the run's current history, in epoch order;
-    a metric missing at some epoch reads NaN there.
+    a metric missing at some epoch reads NaN there. With ``by="step"``, the running batch
+    metrics that ``log_every_steps`` recorded: ``{"step": [...], "epoch": [...], "loss": [...]}``,
+    one entry per logged global step, each step once (steps after a resume point are superseded).
 
     Example:
         >>> c = tracker.curves("cnn-baseline")                      # doctest: +SKIP
         >>> c["epoch"][-1], c["val_loss"][-1]                       # doctest: +SKIP
+        >>> tracker.curves("cnn-baseline", by="step")["step"][:3]   # doctest: +SKIP
+        [50, 100, 150]
 
     Args:
         run_name: The run.
@@ -105,13 +110,20 @@ def curves(
         metrics: Only these metrics. Defaults to all.
         include_superseded: Also return epochs replaced by a fallback or a rewind; adds a
             ``superseded`` column and may repeat an epoch number. Defaults to False.
+        by: ``"epoch"`` for the epoch curve, ``"step"`` for the per-step one. Defaults to ``"epoch"``.
 
     Raises:
         RunNotFoundError: No such run; the message suggests close names.
     """
+    if by not in ("epoch", "step"):
+        raise ValueError(f"Invalid value for argument `by`. Received: by={by!r}. Expected 'epoch' or 'step'.")
+    if by == "step" and include_superseded:
+        raise ValueError("include_superseded=True is only for by='epoch'; the curve by step holds live steps only.")
     store = open_store(db, create=False)
     try:
         run = store.get_run(run_name)
+        if by == "step":
+            return store.step_curve(run.id, metrics)
         if include_superseded:
             return _all_rows(store, run, metrics)
         return store.live_curve(run.id, metrics)

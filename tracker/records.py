@@ -43,6 +43,8 @@ class Status(str, enum.Enum):
     IMPORTED = "imported"
     #: ``tracker rm`` began deleting the run; ``tracker gc`` finishes it.
     DELETING = "deleting"
+    #: Asked to stop by a signal (SIGTERM from a scheduler), it saved a checkpoint and stopped.
+    PREEMPTED = "preempted"
 
     def __str__(self) -> str:
         return self.value
@@ -59,20 +61,57 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class EpochRow:
-    """One committed epoch, and its checkpoint if it still has one."""
+    """A committed checkpoint (or epoch): at the end of ``epoch``, or inside it after ``batch`` batches.
+
+    Epoch ends and step checkpoints come in one list, newest `position` first, so that a resume
+    takes whichever is newer.
+    """
 
     id: int
     epoch: int
     superseded: bool
     checkpoint: FileInfo | None
+    #: For a step checkpoint, the batches of ``epoch`` trained before it; None at an epoch end.
+    batch: int | None = None
+    #: For a step checkpoint, the global step (batches trained in the run).
+    step: int | None = None
+
+    @property
+    def position(self) -> Position:
+        """Where training continues from this row."""
+        return Position(self.epoch + 1, 0) if self.batch is None else Position(self.epoch, self.batch)
+
+    def describe(self) -> str:
+        """``epoch 3``, or ``epoch 3, batch 120`` for a step checkpoint."""
+        return f"epoch {self.epoch}" if self.batch is None else f"epoch {self.epoch}, batch {self.batch}"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A point of training: ``batch`` batches into ``epoch`` (0 is its start). Ordered as training goes."""
+
+    epoch: int
+    batch: int = 0
+
+
+@dataclass(frozen=True)
+class StepValues:
+    """The metrics Keras reports ``batch`` batches into ``epoch``, at global ``step``: one point of the curve by step."""
+
+    epoch: int
+    batch: int
+    step: int
+    values: dict[str, float]
 
 
 @dataclass(frozen=True)
 class Retention:
-    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``."""
+    """Which checkpoints a run keeps: the ``keep_last`` newest live ones, and the best epoch's if ``keep_best``;
+    of step checkpoints (inside epochs), the ``keep_last_steps`` newest live ones. None keeps all."""
 
-    keep_last: int
+    keep_last: int | None
     keep_best: bool
+    keep_last_steps: int | None = 2
 
 
 @dataclass(frozen=True)
@@ -133,11 +172,20 @@ class RunRow:
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """The checkpoint a run continues from: its epoch, its arrays and its header."""
+    """The checkpoint a run continues from: its epoch, its arrays and its header.
+
+    At an epoch end ``batch`` is None; a step checkpoint was taken ``batch`` batches into ``epoch``.
+    """
 
     epoch: int
     arrays: dict[str, Any]
     header: dict[str, Any]
+    batch: int | None = None
+
+    @property
+    def position(self) -> Position:
+        """Where training continues: the next epoch's start, or the next batch of a step checkpoint's epoch."""
+        return Position(self.epoch + 1, 0) if self.batch is None else Position(self.epoch, self.batch)
 
     @property
     def stopped(self) -> bool:

@@ -29,7 +29,7 @@ import numpy as np
 
 from tracker import checkpoint_file as checkpoint
 from tracker.errors import CheckpointError
-from tracker.faults import pause_point
+from tracker.faults import label_of, pause_point
 from tracker.records import FileInfo
 from tracker.redact import redact
 
@@ -107,7 +107,7 @@ class RemoteFolder:
         try:
             with self._fs.open(self._key(name), "wb") as raw:
                 sent = checkpoint.encode(raw, epoch, arrays, header)
-            pause_point("before-rename", epoch)  # here: uploaded, not yet verified
+            pause_point("before-rename", label_of(epoch, header))  # here: uploaded, not yet verified
             info = FileInfo(self._url(name), sent.size, sent.sha256.hexdigest())
             stored_size, stored_sha = _hash_object(self._fs, self._key(name))
         except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError

@@ -5,12 +5,13 @@ wired in by `tracker.track`) captures and restores the training state as named
 arrays, hands each epoch to `Run.submit_epoch`, and says which metric direction is
 better; the run only sees an `Integration`.
 
-The protocol, per epoch:
+The protocol, per checkpoint (each epoch end by default; also inside epochs with
+``checkpoint_every_steps``/``checkpoint_every_seconds``, and on SIGTERM):
   1. write the state to a new file durably (`tracker.checkpoint.Folder.write`);
   2. commit the metrics and the file's path, size and sha256 in one transaction;
   3. only then delete the files of checkpoints that retention no longer keeps
      (that same transaction marked their rows deleted).
-A crash anywhere leaves the newest committed row pointing at a complete file.
+A crash anywhere leaves the newest committed checkpoint pointing at a complete file.
 
 Under multi-worker training (``TF_CONFIG``), only the chief writes; every other
 worker reads the same resume point and records nothing.
@@ -27,7 +28,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -35,20 +37,23 @@ import numpy as np
 
 from tracker import checkpoint, settings
 from tracker import db as dbmod
-from tracker.errors import CheckpointError, ResumeError, TrackerError
-from tracker.faults import pause_point
+from tracker.errors import CheckpointError, Preempted, ResumeError, TrackerError
+from tracker.faults import label, pause_point
 from tracker.metric_values import MetricFilter
 from tracker.process import this_process_start
 from tracker.records import (
     HEARTBEAT_INTERVAL,
     STOPPED_KEY,
+    Position,
     ProcessInfo,
     ResumePoint,
     Retention,
     RunRow,
     Status,
+    StepValues,
 )
 from tracker.redact import redact
+from tracker.schedule import CheckpointSchedule
 from tracker.store import Store, open_store
 from tracker.warn import warn_user
 from tracker.writer import BackgroundWriter
@@ -56,6 +61,9 @@ from tracker.writer import BackgroundWriter
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("tracker", "numpy", "sqlalchemy")
+
+#: Per-step metrics are committed in groups, at most this often (and with each checkpoint), not one transaction per step.
+STEP_FLUSH_SECONDS = 1.0
 
 
 class Integration(Protocol):
@@ -101,12 +109,28 @@ class Run:
         force: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         integration: Integration | None = None,
+        checkpoint_every_steps: int | None = None,
+        checkpoint_every_seconds: float | None = None,
+        keep_last_steps: int | None = 2,
+        log_every_steps: int | None = None,
+        save_on_signal: int | Sequence[int] | None = signal.SIGTERM,
     ) -> None:
         self.name = settings.validate_run_name(name)
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"Invalid value for argument `mode`. Received: mode={mode!r}. Expected 'auto', 'min' or 'max'.")
-        if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
-            raise ValueError(f"Invalid value for argument `keep_last`. Received: keep_last={keep_last!r}. Expected an integer >= 1, or None to keep every checkpoint.")
+        for arg, value in (("keep_last", keep_last), ("keep_last_steps", keep_last_steps)):
+            _check_count(arg, value, "or None to keep every checkpoint")
+        _check_count("checkpoint_every_steps", checkpoint_every_steps, "or None for no checkpoint inside epochs")
+        _check_count("log_every_steps", log_every_steps, "or None to log epochs only")
+        if checkpoint_every_seconds is not None and (
+            isinstance(checkpoint_every_seconds, bool) or not isinstance(checkpoint_every_seconds, (int, float)) or not checkpoint_every_seconds > 0
+        ):
+            raise ValueError(
+                f"Invalid value for argument `checkpoint_every_seconds`. Received: checkpoint_every_seconds={checkpoint_every_seconds!r}. "
+                "Expected a number of seconds > 0, or None."
+            )
+        #: The signals that make the run save a checkpoint at the next batch boundary and stop.
+        self._stop_signals = _signals(save_on_signal)
         self._config = _json_config(config)
         self._db = db
         self._storage_options = dict(storage_options or {})
@@ -120,8 +144,16 @@ class Run:
         self._mode: str | None = None if mode == "auto" else mode
         #: Whether the integration could not say which direction of the monitor is better.
         self._mode_guessed = False
-        self._keep_last = keep_last
-        self._keep_best = keep_best
+        self._retention = Retention(keep_last, keep_best, keep_last_steps)
+        self.schedule = CheckpointSchedule(every_steps=checkpoint_every_steps, every_seconds=checkpoint_every_seconds)
+        #: Record the running metrics every this many batches (`log_step`); None: epochs only.
+        self.log_every_steps = log_every_steps
+        self._step_rows: list[StepValues] = []
+        self._step_flushed_at = time.monotonic()
+        #: Set once a stop signal arrived: the adapter saves at the next batch boundary, then raises `Preempted`.
+        self.preempt_requested: str | None = None
+        self._on_preempt: Callable[[], None] | None = None
+        self._previous_handlers: dict[int, Any] = {}
         self._force = force or os.environ.get(settings.ENV_FORCE) == "1"
         self._store: Store | None = None
         self._run: RunRow | None = None
@@ -141,8 +173,11 @@ class Run:
         #: Whether a fit call began inside the block, and whether it began training epochs.
         self._fit_seen = False
         self._training_began = False
-        #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies.
+        #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies,
+        #: or the epoch of a newer step checkpoint.
         self.initial_epoch = 0
+        #: How many batches of ``initial_epoch`` the resume point already trained (a step checkpoint's).
+        self.initial_batch = 0
         #: The checkpoint to resume from, until the adapter restores it (`take_resume_point`).
         self.resume_point: ResumePoint | None = None
         #: True when training stopped itself (e.g. EarlyStopping) at the resume point: nothing is left to train.
@@ -155,6 +190,7 @@ class Run:
         try:
             if self._integration is not None:
                 self._unpatch = self._integration.attach(self)
+            self._catch_stop_signals()
         except BaseException as e:
             self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
             raise
@@ -173,6 +209,8 @@ class Run:
             self.finish(Status.COMPLETED)
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish(Status.INTERRUPTED)
+        elif issubclass(exc_type, Preempted):
+            self.finish(Status.PREEMPTED, error=str(exc))
         else:
             self.finish(Status.FAILED, error=f"{exc_type.__name__}: {exc}")
 
@@ -239,8 +277,8 @@ class Run:
                 if isinstance(e.__cause__, FileNotFoundError):
                     missing.append(row.checkpoint.path)
                 continue
-            self.resume_point = ResumePoint(row.epoch, arrays, header)
-            self.initial_epoch = row.epoch + 1
+            self.resume_point = ResumePoint(row.epoch, arrays, header, batch=row.batch)
+            self.initial_epoch, self.initial_batch = row.position.epoch, row.position.batch
             self.stopped_early = self.resume_point.stopped
             break
         if self.resume_point is None and failures and len(missing) == len(failures) and self._new_folder:
@@ -257,14 +295,15 @@ class Run:
             if self.resume_point is None:
                 msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
             else:
-                msg = (f"Run {self.name!r}: falling back to epoch {self.initial_epoch - 1} because newer checkpoints "
-                       f"do not verify ({reason}). Epochs from {self.initial_epoch} on are kept as superseded.")
+                msg = (f"Run {self.name!r}: falling back to the checkpoint at {row.describe()} because newer checkpoints "
+                       f"do not verify ({reason}). What was trained after it is kept as superseded.")
             warn_user(msg)
-        if self.is_writer and run.last_epoch is not None and run.last_epoch >= self.initial_epoch:
-            store.supersede(run, self._attempt_id, self.initial_epoch)
+        if self.is_writer and self._before is not None:
+            # Epochs after the resume point, and steps after it (logged, or checkpoints that did not verify).
+            store.supersede(run, self._attempt_id, Position(self.initial_epoch, self.initial_batch))
             self._run = store.get_run(self.name)
-        if self.initial_epoch:
-            log.info("Run %r resumes at epoch %d from %s", self.name, self.initial_epoch, self.folder)
+        if self.initial_epoch or self.initial_batch:
+            log.info("Run %r resumes at epoch %d, batch %d, from %s", self.name, self.initial_epoch, self.initial_batch, self.folder)
 
     def _beat(self) -> None:
         while not self._stop_heartbeat.wait(HEARTBEAT_INTERVAL.total_seconds()):
@@ -280,6 +319,7 @@ class Run:
         set, or when it failed before training a run that has no other attempt: a failed
         start leaves no empty run behind.
         """
+        self._release_stop_signals()
         if self._store is None:
             return
         if not self.is_writer:
@@ -288,6 +328,11 @@ class Run:
             return
         interrupted = False
         try:
+            if self._step_rows:
+                try:
+                    self._flush_steps()
+                except TrackerError as e:  # an earlier commit failed; the attempt's end must still be recorded
+                    log.warning("Run %r: the last per-step metrics were not committed: %s", self.name, e)
             if self._writer is not None:
                 self._writer.close()  # what was handed over is committed before the attempt ends
         except KeyboardInterrupt:
@@ -377,16 +422,22 @@ class Run:
         store.set_target_epochs(run.id, epochs)
         self._run = dataclasses.replace(run, target_epochs=epochs)
 
+    def on_preempt(self, stop: Callable[[], None] | None) -> None:
+        """While training runs, ``stop()`` is what a stop signal calls: it must make the training loop end
+        at the next batch boundary (where the adapter saves, then raises `Preempted`). None when training ends."""
+        self._on_preempt = stop
+
     def take_resume_point(self) -> ResumePoint | None:
         """Hand over the checkpoint to restore, once; later calls get None."""
         point, self.resume_point = self.resume_point, None
         return point
 
     def submit_epoch(
-        self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object],
+        self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray] | None, header: Mapping[str, object] | None,
         *, stopped: bool = False,
     ) -> None:
         """Hand ``epoch`` to the background writer and return; it is committed by `commit_epoch` on that thread.
+        With ``arrays`` None (not due under ``checkpoint_every_seconds``), only its metrics are committed.
 
         Waits first until the previous epoch is committed, so training is never more than one
         epoch ahead of the database, and raises here if that previous epoch failed.
@@ -399,32 +450,117 @@ class Run:
             return
         if self._first_commit:
             self._settle_monitor(values)
+        full = None if arrays is None else {**header, STOPPED_KEY: stopped}
+        rows, self._step_rows = self._step_rows, []
+        self._hand_over(lambda: self.commit_epoch(epoch, values, arrays, full, step_rows=rows))
+        self._step_flushed_at = time.monotonic()
+
+    def submit_step(self, at: StepValues, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
+        """Hand a step checkpoint, ``at.batch`` batches into ``at.epoch``, to the background writer, like `submit_epoch`."""
+        if not self.is_writer:
+            return
+        rows, self._step_rows = self._step_rows, []
+        self._hand_over(lambda: self.commit_step(at, arrays, header, step_rows=rows))
+        self._step_flushed_at = time.monotonic()
+
+    def log_step(self, at: StepValues) -> None:
+        """Record the running metrics ``at`` one global step. Buffered, and committed in groups: with the next
+        checkpoint or epoch, or after `STEP_FLUSH_SECONDS`, so that fast steps do not cost a transaction each."""
+        values = self._clean(at.values)
+        if not self.is_writer:
+            return
+        self._step_rows.append(dataclasses.replace(at, values=values))
+        if time.monotonic() - self._step_flushed_at >= STEP_FLUSH_SECONDS:
+            self._flush_steps()
+
+    def _flush_steps(self) -> None:
+        rows, self._step_rows = self._step_rows, []
+        self._step_flushed_at = time.monotonic()
+        last = rows[-1]
+        self._hand_over(lambda: self.commit_step(last, None, None, step_rows=rows))
+
+    def _hand_over(self, job: Callable[[], None]) -> None:
         if self._writer is None:
-            self._writer = BackgroundWriter(lambda job: self.commit_epoch(*job), name=f"tracker-writer-{self.name}")
-        self._writer.submit((epoch, values, arrays, {**header, STOPPED_KEY: stopped}))
+            self._writer = BackgroundWriter(lambda commit: commit(), name=f"tracker-writer-{self.name}")
+        self._writer.submit(job)
 
     def flush(self) -> None:
         """Wait until every handed-over epoch is committed; raise if one could not be."""
         if self._writer is not None:
             self._writer.flush()
 
-    def commit_epoch(self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
-        """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction."""
+    def commit_epoch(
+        self, epoch: int, logs: Mapping[str, object], arrays: Mapping[str, np.ndarray] | None, header: Mapping[str, object] | None,
+        *, step_rows: Sequence[StepValues] = (),
+    ) -> None:
+        """Make ``epoch`` durable now: the checkpoint file first, then its row and metrics in one transaction.
+
+        With ``arrays`` None (``checkpoint_every_seconds`` between checkpoints) only the metrics are committed.
+        """
         if not self.is_writer:
             return
         values = self._clean(logs)
         if self._first_commit:
             self._settle_monitor(values)
         store, run = self._require()
-        info = self.folder.write(epoch, arrays, {**header, "run": self.name, "epoch": epoch})
+        info = None
+        if arrays is not None:
+            info = self.folder.write(epoch, arrays, {**(header or {}), "run": self.name, "epoch": epoch})
         pause_point("before-commit", epoch)
-        retention = None if self._keep_last is None else Retention(self._keep_last, self._keep_best)
-        self._run, doomed = store.commit_epoch(run, self._attempt_id, epoch, values, info, retention)
+        self._run, doomed = store.commit_epoch(run, self._attempt_id, epoch, values, info, self._retention, step_rows)
         pause_point("after-commit", epoch)
+        self._delete(doomed, epoch)
+
+    def commit_step(
+        self, at: StepValues, arrays: Mapping[str, np.ndarray] | None, header: Mapping[str, object] | None,
+        *, step_rows: Sequence[StepValues] = (),
+    ) -> None:
+        """Make a step checkpoint durable now (file first, then its row), with the per-step metrics of ``step_rows``
+        in the same transaction. With ``arrays`` None, only ``step_rows`` are committed."""
+        if not self.is_writer:
+            return
+        store, run = self._require()
+        info = None
+        if arrays is not None:
+            info = self.folder.write(
+                at.epoch, arrays, {**(header or {}), "run": self.name, "epoch": at.epoch, "batch": at.batch, "step": at.step}
+            )
+            pause_point("before-commit", label(at.epoch, at.batch))
+        self._run, doomed = store.commit_step(run, self._attempt_id, at, info, self._retention, step_rows)
+        if arrays is not None:
+            pause_point("after-commit", label(at.epoch, at.batch))
+        self._delete(doomed, label(at.epoch, at.batch))
+
+    def _delete(self, doomed: list[str], epoch: int | str) -> None:
         if doomed:
             # The rows were marked in the commit; a crash before these deletes leaves orphans that `sweep` removes.
             pause_point("during-retention", epoch)
             self.folder.delete(doomed)
+
+    # -- stop signals ------------------------------------------------------
+
+    def _catch_stop_signals(self) -> None:
+        if not self._stop_signals or not self.is_writer or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self._stop_signals:
+            self._previous_handlers[signum] = signal.signal(signum, self._stop_requested)
+
+    def _release_stop_signals(self) -> None:
+        handlers, self._previous_handlers = self._previous_handlers, {}
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+
+    def _stop_requested(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.preempt_requested:
+            log.warning("Run %r: %s again; already saving a checkpoint before stopping.", self.name, name)
+            return
+        self.preempt_requested = name
+        if self._on_preempt is None:
+            # Not training: the last checkpoint is all there is to save.
+            raise Preempted(f"Run {self.name!r} stopped by {name} outside training; its newest checkpoint is its resume point.")
+        log.warning("Run %r: %s received; saving a checkpoint at the next batch boundary, then stopping.", self.name, name)
+        self._on_preempt()
 
     def _settle_monitor(self, values: Mapping[str, float]) -> None:
         store, run = self._require()
@@ -460,6 +596,25 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if caught:
         raise KeyboardInterrupt
+
+
+def _check_count(arg: str, value: object, otherwise: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"Invalid value for argument `{arg}`. Received: {arg}={value!r}. Expected an integer >= 1, {otherwise}.")
+
+
+def _signals(save_on_signal: int | Sequence[int] | None) -> tuple[int, ...]:
+    if save_on_signal is None or save_on_signal is False:
+        return ()
+    wanted = [save_on_signal] if isinstance(save_on_signal, int) else list(save_on_signal)
+    valid = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+    for s in wanted:
+        if isinstance(s, bool) or not isinstance(s, int) or s not in valid:
+            raise ValueError(
+                f"Invalid value for argument `save_on_signal`. Received: save_on_signal={save_on_signal!r}. "
+                "Expected a signal such as signal.SIGTERM, a list of them, or None to not handle any."
+            )
+    return tuple(signal.Signals(s) for s in wanted)
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -32,20 +32,22 @@ from tracker.errors import (
     StoreError,
     TrackerError,
 )
-from tracker.faults import pause_point
+from tracker.faults import label, pause_point
 from tracker.process import is_this_process
 from tracker.records import (
     AttemptRow,
     EpochRow,
     FileInfo,
+    Position,
     ProcessInfo,
     Retention,
     RunRow,
     Status,
+    StepValues,
     now,
 )
 from tracker.redact import redact
-from tracker.tables import attempts, epochs, metrics, runs, tags
+from tracker.tables import attempts, epochs, metrics, runs, step_metrics, steps, tags
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -73,8 +75,20 @@ def _kept(run_id: int) -> sa.Select:
     )
 
 
+def _kept_steps(run_id: int) -> sa.Select:
+    """The run's step checkpoints whose file is recorded and not deleted, newest first (index ``ix_steps_kept``)."""
+    return (
+        sa.select(steps)
+        .where(steps.c.run_id == run_id, steps.c.checkpoint_path.is_not(None), sa.not_(steps.c.checkpoint_deleted))
+        .order_by(steps.c.step.desc(), steps.c.id.desc())
+    )
+
+
 def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
-    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths."""
+    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths.
+
+    Superseded checkpoints are never kept: no resume can reach them.
+    """
     rows = conn.execute(_kept(run_id)).all()
     live = [r for r in rows if not r.superseded]
     keep = {r.id for r in live[: retention.keep_last]}
@@ -83,7 +97,30 @@ def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: 
     doomed = [r for r in rows if r.id not in keep]
     if doomed:
         conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
-    return [r.checkpoint_path for r in doomed]
+    step_rows = conn.execute(_kept_steps(run_id)).all()
+    keep_steps = {r.id for r in [r for r in step_rows if not r.superseded][: retention.keep_last_steps]}
+    doomed_steps = [r for r in step_rows if r.id not in keep_steps]
+    if doomed_steps:
+        conn.execute(steps.update().where(steps.c.id.in_([r.id for r in doomed_steps])).values(checkpoint_deleted=True))
+    return [r.checkpoint_path for r in doomed] + [r.checkpoint_path for r in doomed_steps]
+
+
+def _insert_steps(conn: sa.Connection, run_id: int, attempt_id: int, rows: Sequence[StepValues], t: datetime) -> None:
+    """Insert the per-step metric rows of ``rows`` (one statement per table, however many steps)."""
+    if not rows:
+        return
+    ids = conn.execute(
+        steps.insert().returning(steps.c.id, sort_by_parameter_order=True),
+        [{"run_id": run_id, "attempt_id": attempt_id, "epoch": r.epoch, "batch": r.batch, "step": r.step,
+          "committed_at": t, "checkpoint_deleted": False, "superseded": False} for r in rows],
+    ).scalars().all()
+    values = [
+        {"step_id": step_id, "name": k, "run_id": run_id, "step": r.step, "value": _db_value(v), "superseded": False}
+        for step_id, r in zip(ids, rows)
+        for k, v in r.values.items()
+    ]
+    if values:
+        conn.execute(step_metrics.insert(), values)
 
 
 def _make_writer(conn: sa.Connection, run_id: int, process: ProcessInfo, t: datetime) -> tuple[RunRow, int]:
@@ -339,6 +376,7 @@ class Store:
         with self._write() as conn:
             writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run_id))
             committed = conn.scalar(sa.select(sa.func.count()).select_from(epochs).where(epochs.c.attempt_id == attempt_id))
+            committed = committed or conn.scalar(sa.select(sa.func.count()).select_from(steps).where(steps.c.attempt_id == attempt_id))
             if writer != attempt_id or committed:
                 return "kept"
             previous = conn.execute(
@@ -366,23 +404,26 @@ class Store:
             writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
             self._retire_writer(conn, run.id, writer, run.name, force, now())
             conn.execute(runs.update().where(runs.c.id == run.id).values(writer_attempt_id=None))
-            n = self._supersede(conn, run, to_epoch + 1)
+            n = self._supersede(conn, run, Position(to_epoch + 1))
             pause_point("during-rewind", to_epoch)
         return n
 
     # -- epochs ------------------------------------------------------------
 
     def checkpoints(self, run_id: int, *, live_only: bool = True) -> list[EpochRow]:
-        """Epochs whose checkpoint file is recorded and not deleted, newest first."""
+        """Checkpoints whose file is recorded and not deleted, at epoch ends and inside epochs, newest `position` first."""
         with self._read() as conn:
             rows = [_epoch_row(r) for r in conn.execute(_kept(run_id)).mappings()]
+            rows += [_step_row(r) for r in conn.execute(_kept_steps(run_id)).mappings()]
+        rows.sort(key=lambda r: r.position, reverse=True)
         # Filtered here, not in SQL, so that the read stays on the small index of kept checkpoints.
         return [r for r in rows if not r.superseded] if live_only else rows
 
     def referenced_paths(self, run_id: int) -> set[str]:
-        """Checkpoint files that some epoch row still points at."""
+        """Checkpoint files that some row still points at."""
         with self._read() as conn:
-            return set(conn.scalars(_kept(run_id).with_only_columns(epochs.c.checkpoint_path)))
+            paths = set(conn.scalars(_kept(run_id).with_only_columns(epochs.c.checkpoint_path)))
+            return paths | set(conn.scalars(_kept_steps(run_id).with_only_columns(steps.c.checkpoint_path)))
 
     def commit_epoch(
         self,
@@ -392,12 +433,14 @@ class Store:
         values: Mapping[str, float],
         checkpoint: FileInfo | None,
         retention: Retention | None = None,
+        step_rows: Sequence[StepValues] = (),
     ) -> tuple[RunRow, list[str]]:
         """Commit one epoch: its metrics, its checkpoint pointer and the run's summary, in ONE transaction.
 
         ``run`` must be the writer's current view of the run (its best so far). The same transaction
-        marks the checkpoints that ``retention`` no longer keeps as deleted. Returns the view after this
-        epoch, and the paths of those checkpoints: the caller deletes the files once this returns.
+        marks the checkpoints that ``retention`` no longer keeps as deleted, and adds the per-step
+        metrics of ``step_rows``. Returns the view after this epoch, and the paths of those checkpoints:
+        the caller deletes the files once this returns.
         Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
         """
         t = now()
@@ -423,9 +466,49 @@ class Store:
                         for k, v in values.items()
                     ],
                 )
+            _insert_steps(conn, run.id, attempt_id, step_rows, t)
             doomed = _retire(conn, run.id, retention, best_epoch) if retention else []
             pause_point("during-commit", epoch)
         return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t), doomed
+
+    def commit_step(
+        self,
+        run: RunRow,
+        attempt_id: int,
+        at: StepValues,
+        checkpoint: FileInfo | None,
+        retention: Retention | None = None,
+        step_rows: Sequence[StepValues] = (),
+    ) -> tuple[RunRow, list[str]]:
+        """Commit a point inside an epoch, in ONE transaction: the per-step metrics of ``step_rows``, and
+        ``checkpoint`` (when given) as the step checkpoint at ``at``.
+
+        Fenced, and retires checkpoints, like `commit_epoch`; returns the same. ``at``'s own values are
+        logged with the checkpoint unless ``step_rows`` has a row for its step.
+        """
+        t = now()
+        with self._write() as conn:
+            fenced = conn.execute(
+                runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t)
+            ).rowcount
+            if fenced != 1:
+                raise RunLockedError(
+                    f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
+                )
+            rows = list(step_rows)
+            if checkpoint is not None and all(r.step != at.step for r in rows):
+                rows.append(at)
+            _insert_steps(conn, run.id, attempt_id, rows, t)
+            doomed: list[str] = []
+            if checkpoint is not None:
+                conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run.id, steps.c.step == at.step, sa.not_(steps.c.superseded))
+                    .values(checkpoint_path=checkpoint.path, checkpoint_size=checkpoint.size, checkpoint_sha256=checkpoint.sha256)
+                )
+                doomed = _retire(conn, run.id, retention, run.best_epoch) if retention else []
+                pause_point("during-commit", label(at.epoch, at.batch))
+        return dataclasses.replace(run, updated_at=t), doomed
 
     @staticmethod
     def _fence(
@@ -478,8 +561,9 @@ class Store:
                 conn.execute(metrics.insert(), metric_rows)
         return dataclasses.replace(run, last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=t)
 
-    def supersede(self, run: RunRow, attempt_id: int | None, from_epoch: int) -> int:
-        """Mark live epochs ``>= from_epoch`` superseded (kept, left out of curves) and recompute the run summary.
+    def supersede(self, run: RunRow, attempt_id: int | None, at: Position) -> int:
+        """Mark what was trained after ``at`` superseded (kept, left out of curves) and recompute the run summary:
+        the epochs from ``at.epoch`` on, and the steps after ``at``.
 
         Returns how many epochs were superseded.
         """
@@ -488,17 +572,29 @@ class Store:
                 writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
                 if writer != attempt_id:
                     raise RunLockedError(f"Run {run.name!r} was taken over by another process.")
-            return self._supersede(conn, run, from_epoch)
+            return self._supersede(conn, run, at)
 
-    def _supersede(self, conn: sa.Connection, run: RunRow, from_epoch: int) -> int:
+    def _supersede(self, conn: sa.Connection, run: RunRow, at: Position) -> int:
         n = conn.execute(
             epochs.update()
-            .where(epochs.c.run_id == run.id, epochs.c.epoch >= from_epoch, epochs.c.superseded == sa.false())
+            .where(epochs.c.run_id == run.id, epochs.c.epoch >= at.epoch, epochs.c.superseded == sa.false())
             .values(superseded=True)
         ).rowcount
         conn.execute(
             metrics.update()
-            .where(metrics.c.run_id == run.id, metrics.c.epoch >= from_epoch, metrics.c.superseded == sa.false())
+            .where(metrics.c.run_id == run.id, metrics.c.epoch >= at.epoch, metrics.c.superseded == sa.false())
+            .values(superseded=True)
+        )
+        later = sa.or_(steps.c.epoch > at.epoch, sa.and_(steps.c.epoch == at.epoch, steps.c.batch > at.batch))
+        conn.execute(
+            steps.update().where(steps.c.run_id == run.id, steps.c.superseded == sa.false(), later).values(superseded=True)
+        )
+        conn.execute(
+            step_metrics.update()
+            .where(
+                step_metrics.c.run_id == run.id, step_metrics.c.superseded == sa.false(),
+                step_metrics.c.step_id.in_(sa.select(steps.c.id).where(steps.c.run_id == run.id, steps.c.superseded == sa.true())),
+            )
             .values(superseded=True)
         )
         self._resummarize(conn, run)
@@ -555,6 +651,32 @@ class Store:
                         column[position[e]] = v
                     values = column
                 columns[name] = values
+        return columns
+
+    def step_curve(self, run_id: int, names: Sequence[str] | None = None) -> dict[str, list]:
+        """The live per-step metrics as columns ``{"step", "epoch", <metric>...}``, in step order, in one read.
+
+        A metric missing at some logged step reads NaN there.
+        """
+        query = (
+            sa.select(step_metrics.c.step, steps.c.epoch, step_metrics.c.name, step_metrics.c.value)
+            .select_from(step_metrics.join(steps, steps.c.id == step_metrics.c.step_id))
+            .where(step_metrics.c.run_id == run_id, step_metrics.c.superseded == sa.false())
+            .order_by(step_metrics.c.step)
+        )
+        if names is not None:
+            query = query.where(step_metrics.c.name.in_(list(names)))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        wanted = list(names) if names is not None else sorted({r[2] for r in rows})
+        columns: dict[str, list] = {"step": [], "epoch": [], **{n: [] for n in wanted}}
+        for step, epoch, name, value in rows:
+            if not columns["step"] or columns["step"][-1] != step:
+                columns["step"].append(step)
+                columns["epoch"].append(epoch)
+                for n in wanted:
+                    columns[n].append(math.nan)
+            columns[name][-1] = _py_value(value)
         return columns
 
     @staticmethod
@@ -640,12 +762,13 @@ class Store:
                 old, new = moved
                 values["checkpoint_dir"] = new
                 prefix = old.rstrip("/") + "/"
-                rows = conn.execute(
-                    sa.select(epochs.c.id, epochs.c.checkpoint_path).where(epochs.c.run_id == run.id, epochs.c.checkpoint_path.is_not(None))
-                ).all()
-                for epoch_id, path in rows:
-                    if path.startswith(prefix):
-                        conn.execute(epochs.update().where(epochs.c.id == epoch_id).values(checkpoint_path=new.rstrip("/") + "/" + path[len(prefix):]))
+                for table in (epochs, steps):
+                    rows = conn.execute(
+                        sa.select(table.c.id, table.c.checkpoint_path).where(table.c.run_id == run.id, table.c.checkpoint_path.is_not(None))
+                    ).all()
+                    for row_id, path in rows:
+                        if path.startswith(prefix):
+                            conn.execute(table.update().where(table.c.id == row_id).values(checkpoint_path=new.rstrip("/") + "/" + path[len(prefix):]))
             conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
 
     def begin_delete(self, run: RunRow, *, force: bool) -> RunRow:
@@ -658,6 +781,7 @@ class Store:
             if not force:
                 self._refuse_live(conn, run, "Stop it first, or pass --force.")
             conn.execute(epochs.update().where(epochs.c.run_id == run.id).values(checkpoint_deleted=True))
+            conn.execute(steps.update().where(steps.c.run_id == run.id).values(checkpoint_deleted=True))
             conn.execute(runs.update().where(runs.c.id == run.id).values(status=Status.DELETING, writer_attempt_id=None, updated_at=now()))
             return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().one())
 
@@ -665,6 +789,8 @@ class Store:
         """Last step of deleting a run: remove all its rows in ONE transaction (its files must be gone already)."""
         with self._write() as conn:
             conn.execute(metrics.delete().where(metrics.c.run_id == run.id))
+            conn.execute(step_metrics.delete().where(step_metrics.c.run_id == run.id))
+            conn.execute(steps.delete().where(steps.c.run_id == run.id))
             conn.execute(epochs.delete().where(epochs.c.run_id == run.id))
             conn.execute(attempts.delete().where(attempts.c.run_id == run.id))
             conn.execute(tags.delete().where(tags.c.run_id == run.id))
@@ -680,7 +806,7 @@ class Store:
             current = conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().first()
             if current is None or self._writer_alive(conn, current["writer_attempt_id"]):
                 return []
-            kept = {r.checkpoint_path: r for r in conn.execute(_kept(run.id))}
+            kept = {r.checkpoint_path: r for query in (_kept(run.id), _kept_steps(run.id)) for r in conn.execute(query)}
             # A savepoint, so that a dry run computes exactly what the real one would, with the same code.
             savepoint = conn.begin_nested()
             doomed = _retire(conn, run.id, retention, current["best_epoch"])
@@ -824,3 +950,7 @@ def _attempt_row(r: Mapping) -> AttemptRow:
 def _epoch_row(r: Mapping) -> EpochRow:
     info = FileInfo(r["checkpoint_path"], r["checkpoint_size"], r["checkpoint_sha256"]) if r["checkpoint_path"] else None
     return EpochRow(id=r["id"], epoch=r["epoch"], superseded=bool(r["superseded"]), checkpoint=info)
+
+
+def _step_row(r: Mapping) -> EpochRow:
+    return dataclasses.replace(_epoch_row(r), batch=r["batch"], step=r["step"])

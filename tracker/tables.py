@@ -113,3 +113,54 @@ tags = sa.Table(
     # `list --tag KEY=VALUE` looks runs up by tag.
     sa.Index("ix_tags_key_value", "key", "value"),
 )
+
+# Rows inside epochs: the step checkpoints (``checkpoint_every_steps``/``_seconds``, a save on SIGTERM)
+# and the per-step metrics (``log_every_steps``). A row has a checkpoint, metrics, or both.
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt_id", sa.Integer, sa.ForeignKey("attempts.id", ondelete="CASCADE"), nullable=False),
+    # The epoch in progress, and how many of its batches were trained.
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("batch", sa.Integer, nullable=False),
+    # The global step: batches trained in the run so far.
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("checkpoint_path", sa.Text),
+    sa.Column("checkpoint_size", sa.BigInteger),
+    sa.Column("checkpoint_sha256", sa.String(64)),
+    sa.Column("checkpoint_deleted", sa.Boolean, nullable=False),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    sa.Index("ix_steps_run_step", "run_id", "superseded", "step"),
+    sa.Index(
+        "ix_steps_kept",
+        "run_id",
+        "step",
+        sqlite_where=sa.text("checkpoint_path IS NOT NULL AND checkpoint_deleted = 0"),
+        postgresql_where=sa.text("checkpoint_path IS NOT NULL AND NOT checkpoint_deleted"),
+    ),
+    # At most one live row per step of a run: the curve by step never has a step twice.
+    sa.Index(
+        "ux_steps_live",
+        "run_id",
+        "step",
+        unique=True,
+        sqlite_where=sa.text("NOT superseded"),
+        postgresql_where=sa.text("NOT superseded"),
+    ),
+)
+
+step_metrics = sa.Table(
+    "step_metrics",
+    metadata,
+    sa.Column("step_id", sa.Integer, sa.ForeignKey("steps.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    # One metric's curve by step is one range scan of this covering index.
+    sa.Index("ix_step_metrics_curve", "run_id", "name", "superseded", "step", "value"),
+)

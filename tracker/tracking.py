@@ -13,7 +13,8 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import signal
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from tracker.run import Run
@@ -30,9 +31,9 @@ class KerasIntegration:
         return adapter.patch_fit(run)
 
     def callback(self, run: Run) -> object:
-        from tracker.keras import TrackerCallback
+        from tracker.keras import callback_for
 
-        return TrackerCallback(run)
+        return callback_for(run)
 
 
 KERAS = KerasIntegration()
@@ -50,13 +51,19 @@ def track(
     keep_best: bool = True,
     force: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    checkpoint_every_steps: int | None = None,
+    checkpoint_every_seconds: float | None = None,
+    keep_last_steps: int | None = 2,
+    log_every_steps: int | None = None,
+    save_on_signal: int | Sequence[int] | None = signal.SIGTERM,
 ) -> Run:
     """Track the Keras ``fit`` call made inside the block; resume it if the run exists.
 
     Every epoch's weights and optimizer state go to a durable checkpoint file,
     then that epoch's metrics and the file's path, size and sha256 are committed
     in one transaction. Re-running the same script continues from the newest
-    committed epoch whose file verifies.
+    committed checkpoint whose file verifies: an epoch end, or, with the step
+    options, a batch inside an epoch (training then continues at the next batch).
 
     Example:
         ```python
@@ -85,6 +92,18 @@ def track(
         force: Take over the run even if another live process is writing it. Defaults to False.
         storage_options: Options for the fsspec filesystem of a ``checkpoint_dir`` URL, such as
             ``{"endpoint_url": ...}``; never recorded. Defaults to None (the provider's environment).
+        checkpoint_every_steps: Also checkpoint inside epochs, at every multiple of this many
+            training batches (global step). Defaults to None (epoch ends only).
+        checkpoint_every_seconds: Checkpoint at the first batch boundary or epoch end at least this
+            many seconds after the previous checkpoint; epoch ends in between commit their metrics
+            without a file. Defaults to None (every epoch end).
+        keep_last_steps: How many of the newest checkpoints taken inside epochs to keep, besides
+            ``keep_last`` epoch checkpoints; None keeps all. Defaults to 2.
+        log_every_steps: Record the running batch metrics Keras reports every this many batches,
+            for ``tracker.curves(name, by="step")``. Defaults to None (epochs only).
+        save_on_signal: The signal(s) on which the block saves a checkpoint at the next batch
+            boundary and stops the process with exit status 143 (the attempt is recorded as
+            ``preempted``); None handles none. Only in the main thread. Defaults to ``signal.SIGTERM``.
 
     Returns:
         A `Run`, to use as a context manager.
@@ -92,5 +111,6 @@ def track(
     return Run(
         name, db=db, checkpoint_dir=checkpoint_dir, config=config, monitor=monitor, mode=mode,
         keep_last=keep_last, keep_best=keep_best, force=force, storage_options=storage_options,
-        integration=KERAS,
+        integration=KERAS, checkpoint_every_steps=checkpoint_every_steps, checkpoint_every_seconds=checkpoint_every_seconds,
+        keep_last_steps=keep_last_steps, log_every_steps=log_every_steps, save_on_signal=save_on_signal,
     )
