@@ -44,21 +44,28 @@ def _final_weights(db: str, run: str) -> dict:
     return {k: v for k, v in arrays.items() if k.startswith("model.")}
 
 
-# Each setup the issue names, killed at a write boundary of a step checkpoint (``<epoch>.<batch>``).
+# Each setup the issue names, killed at a write boundary of a step checkpoint (``<epoch>.<batch>``): numpy
+# input (shuffle=False and True, with validation_split), a seeded tf.data input reshuffled each epoch,
+# Dropout, ReduceLROnPlateau (with EarlyStopping); on JAX and torch the setups whose randomness lives
+# elsewhere than on TensorFlow (the global generators that shuffle numpy input, Dropout's seeds).
 CASES = [
-    ("adam", "after-commit:1.1"),
-    ("shuffle", "during-commit:2.2"),
-    ("tfdata", "before-commit:1.2"),
-    ("dropout", "after-commit:2.1"),
-    ("callbacks", "during-retention:2.2"),
+    ("tensorflow", "adam", "after-commit:1.1"),
+    ("tensorflow", "shuffle", "during-commit:2.2"),
+    ("tensorflow", "tfdata", "before-commit:1.2"),
+    ("tensorflow", "dropout", "after-commit:2.1"),
+    ("tensorflow", "callbacks", "during-retention:2.2"),
+    ("jax", "shuffle", "after-commit:2.1"),
+    ("jax", "dropout", "before-rename:1.2"),
+    ("torch", "shuffle", "during-write:2.2"),
+    ("torch", "dropout", "after-commit:1.1"),
 ]
 
 
-@pytest.mark.parametrize("case, kill_at", CASES)
-def test_killed_inside_an_epoch_resumes_at_the_next_batch_bit_identical(tmp_path: Path, case: str, kill_at: str) -> None:
-    expected = _reference(tmp_path, case)
+@pytest.mark.parametrize("backend, case, kill_at", CASES)
+def test_killed_inside_an_epoch_resumes_at_the_next_batch_bit_identical(tmp_path: Path, backend: str, case: str, kill_at: str) -> None:
+    expected = _reference(tmp_path, case, backend)
     db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
-    command = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--every-steps", "1", *SAMPLES]
+    command = [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", case, "--backend", backend, "--every-steps", "1", *SAMPLES]
     run_and_kill(command, _env(db, ckpt, kill_at), tmp_path)
     invariants.check(db, "r")
     assert _newest_checkpoint(db, "r") == _resume_point_after(kill_at)

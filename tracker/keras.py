@@ -109,7 +109,7 @@ class TrackerCallback(keras.callbacks.Callback):
             self._start = keras_state.EpochStart(
                 {k: v for k, v in point.arrays.items() if k.startswith("rng.")}, point.header.get("rng", {}), point.header.get("data", {})
             )
-            self._skip.install(point.batch)
+            self._skip.install(point.batch, then=lambda: keras_state.restore_rngs(point.arrays, point.header, key=keras_state.NOW))
         else:
             self._start = keras_state.epoch_start(self._data.positions() if self._data else None)
         self.run.schedule.start(keras_state.global_step(self.model))
@@ -248,21 +248,28 @@ class _BatchSkip:
     def __init__(self) -> None:
         self._original: Any = None
 
-    def install(self, n: int) -> None:
+    def install(self, n: int, *, then: Callable[[], None]) -> None:
+        """Skip ``n`` batches of the next epoch, then call ``then()`` before its first batch trains."""
         original = self._original = EpochIterator.__dict__["_enumerate_iterator"]
         skip = self
 
         def enumerate_after(iterator_self: EpochIterator) -> Iterator[tuple[int, int, Any]]:
             skip.remove()  # one epoch only
+            skipped = False
             for begin, end, iterator in original(iterator_self):
                 if begin >= n:
+                    if not skipped:
+                        skipped = True
+                        then()
                     yield begin, end, iterator
                     continue
                 for _ in range(end - begin + 1):
                     try:
                         next(iterator)
                     except StopIteration:
-                        return
+                        break
+            if not skipped:
+                then()
 
         EpochIterator._enumerate_iterator = enumerate_after
 

@@ -115,7 +115,10 @@ def capture(
     if inside is None:
         rng_arrays, header["rng"] = _capture_rngs(keras.backend.backend())
     else:
-        rng_arrays, header["rng"], header["data"] = inside.rng_arrays, inside.rng_header, dict(inside.data)
+        rng_arrays, header["rng"], header["data"] = dict(inside.rng_arrays), inside.rng_header, dict(inside.data)
+        # And as they are now: the batches trained so far drew from them too (torch's unseeded Dropout does).
+        now_arrays, header[NOW] = _capture_rngs(keras.backend.backend(), prefix=NOW)
+        rng_arrays.update(now_arrays)
         metric_vars = list(model.metrics_variables)
         arrays.update({f"metric.{i:05d}": v.numpy() for i, v in enumerate(metric_vars)})
         header["metrics"] = [v.path for v in metric_vars]
@@ -147,30 +150,38 @@ def check_backend(header: dict[str, Any], run_name: str, *, force: bool) -> None
     )
 
 
-def restore_rngs(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
-    """Put back the global generators `capture` saved; call after ``fit`` built its input, before the first epoch."""
-    saved = header.get("rng", {})
+def restore_rngs(arrays: dict[str, np.ndarray], header: dict[str, Any], *, key: str = "rng") -> None:
+    """Put back the global generators `capture` saved; call after ``fit`` built its input, before the first epoch.
+
+    ``key=NOW``: those of a checkpoint inside an epoch as they were at its batch, once the resumed
+    epoch has drawn its order and skipped the trained batches.
+    """
+    saved = header.get(key, {})
     if "numpy" in saved:
         s = saved["numpy"]
-        np.random.set_state((s["kind"], arrays["rng.numpy"], s["pos"], s["has_gauss"], s["cached_gaussian"]))
+        np.random.set_state((s["kind"], arrays[f"{key}.numpy"], s["pos"], s["has_gauss"], s["cached_gaussian"]))
     if "torch" in saved:
         import torch
 
-        torch.set_rng_state(torch.from_numpy(arrays["rng.torch"].copy()))
+        torch.set_rng_state(torch.from_numpy(arrays[f"{key}.torch"].copy()))
 
 
-def _capture_rngs(backend: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+#: The header key and array prefix of the global generators at a checkpoint inside an epoch.
+NOW = "rng_now"
+
+
+def _capture_rngs(backend: str, prefix: str = "rng") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     arrays: dict[str, np.ndarray] = {}
     header: dict[str, Any] = {}
     wanted = _PIPELINE_RNG.get(backend, ())
     if "numpy" in wanted:
         kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-        arrays["rng.numpy"] = keys.copy()
+        arrays[f"{prefix}.numpy"] = keys.copy()
         header["numpy"] = {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
     if "torch" in wanted:
         import torch
 
-        arrays["rng.torch"] = torch.get_rng_state().numpy().copy()
+        arrays[f"{prefix}.torch"] = torch.get_rng_state().numpy().copy()
         header["torch"] = {}
     return arrays, header
 
