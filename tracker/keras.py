@@ -45,9 +45,13 @@ class TrackerCallback(keras.callbacks.Callback):
         the optimizer and random seeds, but not callback state or ``tf.data`` shuffle positions.
     """
 
-    def __init__(self, run: Run, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None) -> None:
+    def __init__(
+        self, run: Run, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None, inside: bool = True
+    ) -> None:
         super().__init__()
         self.run = run
+        #: Whether checkpoints may fall inside epochs: False for an input whose position a resume cannot find.
+        self._inside = inside
         self._peers = list(peers)
         self._data = data
         self._pending: ResumePoint | None = None
@@ -153,9 +157,10 @@ class TrackerCallback(keras.callbacks.Callback):
         # A callback that ended training at this epoch ended the run: that is part of the resume point.
         stopped = bool(self.model.stop_training) and not preempted
         last = epoch + 1 >= (self.params.get("epochs") or 0)
-        if preempted or stopped or last or self.run.schedule.due_at_epoch_end():
+        step = keras_state.global_step(self.model)
+        if preempted or stopped or last or self.run.schedule.due_at_epoch_end(step):
             arrays, header = keras_state.capture(self.model, self._peers, self._data.positions() if self._data else None)
-            self.run.schedule.saved(keras_state.global_step(self.model))
+            self.run.schedule.saved(step)
         else:
             arrays = header = None
         self.run.submit_epoch(epoch, logs, arrays, header, stopped=stopped)
@@ -193,6 +198,12 @@ class TrackerCallback(keras.callbacks.Callback):
 
     def _preempt_inside(self, done: int) -> None:
         """Save inside the epoch after a stop signal, wait for the commit, and stop the process."""
+        if not self._inside:
+            self.run.flush()
+            raise Preempted(
+                f"Run {self.run.name!r} stopped by {self.run.preempt_requested} at epoch {self._epoch}, batch {done}, "
+                "without a checkpoint there (its input's position cannot be saved); it resumes from its newest epoch end."
+            )
         self._save_inside(done)
         self.run.flush()
         raise Preempted(
@@ -227,7 +238,7 @@ class StepTracker(TrackerCallback):
             return  # the epoch end saves, with the epoch's metrics
         if self.run.preempt_requested:
             self._preempt_inside(done)
-        if self.run.schedule.due_at_batch(step):
+        if self._inside and self.run.schedule.due_at_batch(step):
             self._save_inside(done)
 
 
@@ -363,7 +374,7 @@ def patch_fit(run: Run) -> Callable[[], None]:
         elif start == epochs:
             warnings.warn(f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
                           "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.", stacklevel=2)
-        _warn_if_inexact(run, bound)
+        exact = _warn_if_inexact(run, bound)
         data = _IteratorCount(_datasets(bound), run.resume_point.header.get("data", {}) if run.resume_point else {})
         if run.resume_point is not None:
             if not model.built:
@@ -371,7 +382,7 @@ def patch_fit(run: Run) -> Callable[[], None]:
             if run.resume_point.batch:
                 _build_metrics(model, bound)
             data.fast_forward()
-        tracking = callback_for(run, peers=callbacks, data=data)
+        tracking = callback_for(run, peers=callbacks, data=data, inside=exact)
         with data.counting():
             return original(model, callbacks=[*callbacks, tracking], initial_epoch=start, **bound)
 
@@ -423,8 +434,12 @@ def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
     return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), dataset)}
 
 
-def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
-    """Name, before the first epoch, each input whose position a resume cannot restore."""
+def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
+    """Name, before the first epoch, each input whose position a resume cannot restore; False for one.
+
+    Such an input gets no checkpoint inside epochs: a resume from one would skip batches of a
+    different order. Its resume point stays the newest epoch end.
+    """
     x = bound.get("x")
     dataset = _tf_dataset_type()
     reason = None
@@ -442,6 +457,14 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> None:
             "Weights, optimizer state and the epoch counter still resume.",
             stacklevel=3,
         )
+        if run.schedule.inside_epochs:
+            warnings.warn(
+                f"Run {run.name!r}: no checkpoint inside epochs with this input ({reason}), since a resume could not find "
+                "its place in the data: checkpoint_every_steps/_seconds fall back to epoch ends, and a stop signal "
+                "stops at the next batch without saving it (the resume point stays the newest epoch end).",
+                stacklevel=3,
+            )
+    return reason is None
 
 
 def _is_torch_loader(x: Any) -> bool:

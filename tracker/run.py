@@ -130,7 +130,7 @@ class Run:
                 "Expected a number of seconds > 0, or None."
             )
         #: The signals that make the run save a checkpoint at the next batch boundary and stop.
-        self._stop_signals = _signals(save_on_signal)
+        self.stop_signals = _signals(save_on_signal)
         self._config = _json_config(config)
         self._db = db
         self._storage_options = dict(storage_options or {})
@@ -540,9 +540,9 @@ class Run:
     # -- stop signals ------------------------------------------------------
 
     def _catch_stop_signals(self) -> None:
-        if not self._stop_signals or not self.is_writer or threading.current_thread() is not threading.main_thread():
+        if not self.stop_signals or not self.is_writer or threading.current_thread() is not threading.main_thread():
             return
-        for signum in self._stop_signals:
+        for signum in self.stop_signals:
             self._previous_handlers[signum] = signal.signal(signum, self._stop_requested)
 
     def _release_stop_signals(self) -> None:

@@ -7,7 +7,7 @@ Example:
     >>> s.start(step=0)
     >>> s.due_at_batch(99), s.due_at_batch(100)
     (False, True)
-    >>> s.due_at_epoch_end()  # with every_steps alone, every epoch end still checkpoints
+    >>> s.due_at_epoch_end(step=130)  # with every_steps alone, every epoch end still checkpoints
     True
 """
 
@@ -56,6 +56,7 @@ class CheckpointSchedule:
             return True
         return self.every_seconds is not None and self._clock() - self._last_time >= self.every_seconds
 
-    def due_at_epoch_end(self) -> bool:
-        """Whether to checkpoint at this epoch end; if not, the epoch's metrics are committed without a file."""
-        return self.every_seconds is None or self._clock() - self._last_time >= self.every_seconds
+    def due_at_epoch_end(self, step: int) -> bool:
+        """Whether to checkpoint at this epoch end, reached at global ``step``; if not, the epoch's
+        metrics are committed without a file."""
+        return self.every_seconds is None or self.due_at_batch(step)
