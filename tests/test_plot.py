@@ -209,3 +209,26 @@ def test_plot_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk, c
     assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curves.svg"] if previous else [])])
     if previous is not None:
         assert target.read_bytes() == previous
+
+
+def test_by_step_draws_the_per_step_metrics_against_the_global_step(record, db, tmp_path, capsys):
+    from tracker.records import StepValues
+
+    run = record("a", 2, finish=None)
+    rows = [StepValues(2, b, 20 + b, {"loss": 1.0 / b, "accuracy": 0.1 * b}) for b in range(1, 6)]
+    run.commit_step(rows[-1], None, None, step_rows=rows)
+    run.finish("completed")
+    fig = build_figure(["a"], db=db, by="step")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
+    assert {ax.get_xlabel() for ax in fig.axes} == {"step"}
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [21, 22, 23, 24, 25] and line.get_ydata()[0] == 1.0
+    out = tmp_path / "steps.png"
+    assert main(["a", "-o", str(out), "--db", db, "--by", "step"]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_by_step_on_a_run_that_logged_no_step_says_how_to_log_them(record, db, tmp_path, capsys):
+    record("a", 2)
+    assert main(["a", "-o", str(tmp_path / "s.png"), "--db", db, "--by", "step"]) == 1
+    assert "log_every_steps" in capsys.readouterr().err

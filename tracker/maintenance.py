@@ -109,11 +109,11 @@ def verify(store: Store, names: Sequence[str] | None = None) -> list[RunCheck]:
                     if live and row.checkpoint.path not in store.referenced_paths(run.id):
                         continue  # retention of the live writer deleted it after we listed it
                     missing = isinstance(e.__cause__, FileNotFoundError)
-                    findings.append(Finding("missing" if missing else "corrupt", row.checkpoint.path, f"epoch {row.epoch}: {e}"))
+                    findings.append(Finding("missing" if missing else "corrupt", row.checkpoint.path, f"{row.describe()}: {e}"))
                     bad_live = bad_live or not row.superseded
             if bad_live:
                 point, _ = resume_point(store, run)
-                fallback = "epoch 0 (start over)" if point is None else f"epoch {point.epoch}"
+                fallback = "epoch 0 (start over)" if point is None else point.describe()
                 checks[run.name] = RunCheck(run.name, findings, fallback)
         if folder is not None and not live and owns(folder, run, store):
             for path in folder.sweep(store.referenced_paths(run.id), dry_run=True):

@@ -7,6 +7,7 @@ Example:
     ```
     python -m tracker.plot cnn-a cnn-b -o curves.png
     python -m tracker.plot cnn-a -o report/cnn-a.pdf --db runs.db --metrics loss
+    python -m tracker.plot cnn-a -o steps.png --by step      # the per-step metrics of log_every_steps
     ```
 """
 
@@ -37,10 +38,16 @@ _LEGEND_WIDTH = 2.8  # inches added beside a panel whose legend goes outside it
 _LEGEND_ROW = 0.2  # inches per legend entry at fontsize "small"
 
 
+#: The columns of a curve that are its x axis, not metrics.
+_AXES = ("epoch", "step")
+
+
 @dataclass(frozen=True)
 class _RunData:
     name: str
     curve: dict[str, list]
+    #: The curve's x column: "epoch", or "step" for the per-step curve.
+    x: str
     #: Epochs at which a later attempt picked the run up again.
     resumed_at: list[int]
     monitor: str | None
@@ -59,6 +66,7 @@ def plot(
     *,
     db: str | os.PathLike[str] | None = None,
     metrics: list[str] | None = None,
+    by: str = "epoch",
 ) -> Path:
     """Draw the learning curves of ``runs`` into one image file.
 
@@ -73,6 +81,8 @@ def plot(
         db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
         metrics: Only these metrics; a family name such as ``loss`` also selects ``val_loss``.
             Defaults to all.
+        by: ``"epoch"``, or ``"step"`` for the running batch metrics that ``log_every_steps`` recorded.
+            Defaults to ``"epoch"``.
 
     Returns:
         The path written.
@@ -84,7 +94,7 @@ def plot(
     """
     path = Path(output)
     fmt = _check_output(path)
-    figure = build_figure(runs, db=db, metrics=metrics)
+    figure = build_figure(runs, db=db, metrics=metrics, by=by)
     try:
         # Never a truncated image under the asked name, even on a full disk.
         with replace_atomically(path) as f:
@@ -109,27 +119,35 @@ def _check_output(path: Path) -> str:
     return fmt
 
 
-def _load(names: list[str], db: str | os.PathLike[str] | None) -> list[_RunData]:
-    """The runs' curves; a run without epochs is left out with a warning, unless no run has any."""
+def _load(names: list[str], db: str | os.PathLike[str] | None, by: str) -> list[_RunData]:
+    """The runs' curves; a run without epochs (or logged steps) is left out with a warning, unless no run has any."""
     store = open_store(db, create=False)
     try:
         data, empty = [], []
         for name in dict.fromkeys(names):  # a name given twice is drawn once
             run = store.get_run(name)
             resumed = sorted({a.initial_epoch for a in store.attempts(run.id) if a.initial_epoch > 0})
-            # Read after the run row, so the curve holds at least the best epoch the row names.
-            curve = store.live_curve(run.id)
-            if curve["epoch"]:
-                data.append(_RunData(name, curve, resumed, run.monitor, run.best_epoch, run.best_value))
+            if by == "step":
+                # Resume points and the best epoch are marked on the epoch axis only.
+                curve = store.step_curve(run.id)
+                curve.pop("epoch")
+                run_data = _RunData(name, curve, "step", [], None, None, None)
+            else:
+                # Read after the run row, so the curve holds at least the best epoch the row names.
+                curve = store.live_curve(run.id)
+                run_data = _RunData(name, curve, "epoch", resumed, run.monitor, run.best_epoch, run.best_value)
+            if curve[by]:
+                data.append(run_data)
             else:
                 empty.append(name)
     finally:
         store.close()
+    what = "logged steps (track with log_every_steps=N to record them)" if by == "step" else "committed epochs"
     if not data:
-        raise TrackerError(f"Run(s) {', '.join(map(repr, empty))} have no committed epochs yet; nothing to plot.")
+        raise TrackerError(f"Run(s) {', '.join(map(repr, empty))} have no {what} yet; nothing to plot.")
     for name in empty:
         # stacklevel: _load <- build_figure <- the caller.
-        warnings.warn(f"Run {name!r} has no committed epochs yet; it is left out of the plot.", stacklevel=3)
+        warnings.warn(f"Run {name!r} has no {what} yet; it is left out of the plot.", stacklevel=3)
     return data
 
 
@@ -137,7 +155,7 @@ def _drawable(data: list[_RunData]) -> list[_RunData]:
     """The runs with each metric that has no finite value left out, with a warning: it would draw nothing."""
     kept = []
     for d in data:
-        blank = [m for m, values in d.curve.items() if m != "epoch" and not any(math.isfinite(v) for v in values)]
+        blank = [m for m, values in d.curve.items() if m not in _AXES and not any(math.isfinite(v) for v in values)]
         for m in blank:
             warnings.warn(f"Metric {m!r} of run {d.name!r} has no finite value (all NaN or infinite); it is not drawn.", stacklevel=3)
         kept.append(dataclasses.replace(d, curve={m: v for m, v in d.curve.items() if m not in blank}))
@@ -146,7 +164,7 @@ def _drawable(data: list[_RunData]) -> list[_RunData]:
 
 def _check_metrics(data: list[_RunData], metrics: list[str] | None) -> None:
     """Raise `ValueError` if ``metrics`` names a metric that none of the runs recorded."""
-    names = sorted({m for d in data for m in d.curve if m != "epoch"})
+    names = sorted({m for d in data for m in d.curve if m not in _AXES})
     unknown = [m for m in metrics or () if m not in names and m not in {_family(n) for n in names}]
     if unknown:
         raise ValueError(f"No metric named {', '.join(map(repr, unknown))} in these runs. Available: {', '.join(names)}.")
@@ -154,7 +172,7 @@ def _check_metrics(data: list[_RunData], metrics: list[str] | None) -> None:
 
 def _families(data: list[_RunData], metrics: list[str] | None) -> dict[str, list[str]]:
     """Each panel's family with its metric names, ``loss`` first, then alphabetical."""
-    names = sorted({m for d in data for m in d.curve if m != "epoch"})
+    names = sorted({m for d in data for m in d.curve if m not in _AXES})
     if metrics is not None:
         names = [n for n in names if n in metrics or _family(n) in metrics]
     if not names:
@@ -170,6 +188,7 @@ def build_figure(
     *,
     db: str | os.PathLike[str] | None = None,
     metrics: list[str] | None = None,
+    by: str = "epoch",
 ) -> Figure:
     """The learning-curve figure of ``runs``, not yet saved: one axes per metric family.
 
@@ -183,10 +202,13 @@ def build_figure(
         runs: Names of the runs to overlay.
         db: A SQLite file path or a SQLAlchemy URL. Defaults to ``$TRACKER_DB``, else ``./tracker.db``.
         metrics: Only these metrics; a family name also selects its ``val_`` metric. Defaults to all.
+        by: ``"epoch"``, or ``"step"`` for the per-step curves. Defaults to ``"epoch"``.
     """
     if not runs:
         raise ValueError("No runs to plot. Pass at least one run name.")
-    data = _load(runs, db)
+    if by not in _AXES:
+        raise ValueError(f"Invalid value for argument `by`. Received: by={by!r}. Expected 'epoch' or 'step'.")
+    data = _load(runs, db, by)
     _check_metrics(data, metrics)
     data = _drawable(data)
     panels = _families(data, metrics)
@@ -206,7 +228,7 @@ def build_figure(
         for j, d in enumerate(data):
             _draw_run(ax, d, fam, names, color=f"C{j % 10}")
         ax.set_title(fam)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(by)
         ax.set_ylabel(fam)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
@@ -223,7 +245,7 @@ def build_figure(
 
 
 def _draw_run(ax: Axes, d: _RunData, fam: str, names: list[str], *, color: str) -> None:
-    epochs = d.curve["epoch"]
+    epochs = d.curve[d.x]
     for name in names:
         if name in d.curve:
             ax.plot(epochs, d.curve[name], color=color, linestyle="--" if name.startswith("val_") else "-",

@@ -87,7 +87,7 @@ def resume_point(store: Store, run: RunRow) -> tuple[EpochRow | None, list[str]]
         try:
             checkpoint.load(folder.locate(row.checkpoint))
         except CheckpointError as e:
-            problems.append(f"epoch {row.epoch}: {e}")
+            problems.append(f"{row.describe()}: {e}")
             continue
         return row, problems
     return None, problems
@@ -107,8 +107,9 @@ def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
             return 0
         print("  no checkpoint verifies: a resume would start over from epoch 0")
         return 1
-    print(f"  resume point: epoch {point.epoch} ({point.checkpoint.path}, {point.checkpoint.size} bytes, sha256 ok)")
-    print(f"  a resume continues at epoch {point.epoch + 1}")
+    print(f"  resume point: {point.describe()} ({point.checkpoint.path}, {point.checkpoint.size} bytes, sha256 ok)")
+    at = point.position
+    print(f"  a resume continues at epoch {at.epoch}" + (f", batch {at.batch}" if at.batch else ""))
     return 0
 
 
@@ -121,9 +122,11 @@ def _epoch(e: int | None) -> str:
 
 
 def _rewind(store: Store, run: RunRow, epoch: int, *, force: bool) -> None:
-    row = next((r for r in store.checkpoints(run.id) if r.epoch == epoch), None)
+    # An epoch end's checkpoint: a rewind to "epoch K" continues at epoch K + 1.
+    ends = [r for r in store.checkpoints(run.id) if r.batch is None]
+    row = next((r for r in ends if r.epoch == epoch), None)
     if row is None:
-        kept = ", ".join(str(r.epoch) for r in reversed(store.checkpoints(run.id))) or "none"
+        kept = ", ".join(str(r.epoch) for r in reversed(ends)) or "none"
         raise ResumeError(f"Run {run.name!r} has no kept checkpoint for epoch {epoch} (kept: {kept}). Choose one of those with --from-epoch.")
     try:
         checkpoint.load(checkpoint.run_folder(run).locate(row.checkpoint))

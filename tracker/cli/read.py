@@ -58,12 +58,14 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
                    help="image to write; the extension picks the format: .png, .svg or .pdf")
     p.add_argument("--metrics", nargs="+", metavar="NAME",
                    help="only these metrics; a family such as 'loss' includes 'val_loss' (default: all)")
+    p.add_argument("--by", choices=("epoch", "step"), default="epoch",
+                   help="x axis: epochs, or the global step of the metrics that log_every_steps recorded (default: epoch)")
 
 
 def _plot(args: argparse.Namespace) -> int:
     from tracker.plot import plot  # matplotlib: only for this subcommand
 
-    print(plot(args.runs, args.output, db=args.db, metrics=args.metrics))
+    print(plot(args.runs, args.output, db=args.db, metrics=args.metrics, by=args.by))
     return 0
 
 
@@ -156,8 +158,8 @@ def _show_json(store: Store, run: RunRow, attempts: list[AttemptRow], tags: dict
             for a in attempts
         ],
         "checkpoints": [
-            {"epoch": e.epoch, "path": e.checkpoint.path, "size": e.checkpoint.size, "sha256": e.checkpoint.sha256,
-             "superseded": e.superseded}
+            {"epoch": e.epoch, "batch": e.batch, "step": e.step, "path": e.checkpoint.path, "size": e.checkpoint.size,
+             "sha256": e.checkpoint.sha256, "superseded": e.superseded}
             for e in store.checkpoints(run.id, live_only=False)
         ],
     }
@@ -225,7 +227,7 @@ def _print_checkpoints(store: Store, run: RunRow) -> None:
         return
     print("\ncheckpoints kept, newest first:")
     rows = [
-        (f"epoch {e.epoch}", human_size(e.checkpoint.size), e.checkpoint.path + ("  (superseded)" if e.superseded else ""))
+        (e.describe(), human_size(e.checkpoint.size), e.checkpoint.path + ("  (superseded)" if e.superseded else ""))
         for e in kept
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(2)]

@@ -102,7 +102,7 @@ def run_detail(store: Store, name: str) -> dict:
         attempts=[_attempt(a) for a in attempts],
         # live_only=False: a superseded epoch's file stays on disk until retention removes it.
         checkpoints=[
-            {"epoch": e.epoch, "path": redact(e.checkpoint.path), "size": e.checkpoint.size, "superseded": e.superseded}
+            {"epoch": e.epoch, "batch": e.batch, "path": redact(e.checkpoint.path), "size": e.checkpoint.size, "superseded": e.superseded}
             for e in store.checkpoints(run.id, live_only=False)
         ],
         checkpoint_dir=redact(run.checkpoint_dir),

@@ -339,7 +339,7 @@ async function runPage(name) {
       d.checkpoints.length ? h("table", { id: "checkpoints" },
         h("thead", {}, h("tr", {}, ["epoch", "size", "file"].map((t) => h("th", {}, t)))),
         h("tbody", {}, d.checkpoints.map((c) => h("tr", {},
-          h("td", { class: "num" }, c.epoch + (c.superseded ? " (superseded)" : "")),
+          h("td", { class: "num" }, c.epoch + (c.batch == null ? "" : `, batch ${c.batch}`) + (c.superseded ? " (superseded)" : "")),
           h("td", { class: "num" }, `${(c.size / 1024).toFixed(1)} KiB`), h("td", { class: "cmd" }, c.path)))))
         : h("p", { class: "muted" }, "none"),
     );
