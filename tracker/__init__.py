@@ -14,6 +14,7 @@ Example:
 from tracker.errors import (
     CheckpointError,
     NotADatabaseError,
+    Preempted,
     ResumeError,
     RunLockedError,
     RunNotFoundError,
@@ -28,6 +29,7 @@ from tracker.tracking import track
 __all__ = [
     "CheckpointError",
     "NotADatabaseError",
+    "Preempted",
     "ResumeError",
     "Run",
     "RunInfo",
