@@ -159,3 +159,41 @@ def test_a_database_made_by_the_previous_release_is_upgraded_and_its_run_continu
     run.start()
     assert (run.initial_epoch, run.initial_batch) == (3, 10)
     run.finish("completed")
+
+
+def test_the_stop_signal_handler_lives_only_inside_the_block_and_can_be_changed_or_disabled(db, ckpt):
+    import signal
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with tracker.track("a", db=db, checkpoint_dir=ckpt, monitor="loss") as run:
+            run.fit_started()
+            assert signal.getsignal(signal.SIGTERM) == run._stop_requested
+        assert signal.getsignal(signal.SIGTERM) is mine
+        with tracker.track("b", db=db, checkpoint_dir=ckpt, monitor="loss", save_on_signal=[signal.SIGUSR1, signal.SIGINT]) as run:
+            run.fit_started()
+            assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGUSR1) == run._stop_requested
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+        with tracker.track("c", db=db, checkpoint_dir=ckpt, monitor="loss", save_on_signal=None) as run:
+            run.fit_started()
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_stop_signal_outside_training_stops_the_block_and_records_preempted(db, ckpt):
+    import os
+    import signal
+
+    with pytest.raises(tracker.Preempted) as stopped:
+        with tracker.track("r", db=db, checkpoint_dir=ckpt, monitor="loss") as run:
+            run.commit_epoch(0, {"loss": 1.0}, _state(0), {})
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert stopped.value.code == 143 and "SIGTERM" in str(stopped.value)
+    store = open_store(db)
+    attempts = store.attempts(store.get_run("r").id)
+    store.close()
+    assert [a.status for a in attempts] == ["preempted"]
