@@ -51,7 +51,7 @@ def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(kera
     torch = pytest.importorskip("torch")  # installed with '.[torch]'; the tensorflow-only install has no DataLoader to pass
     from tracker.keras import _warn_if_inexact
 
-    run = SimpleNamespace(name="r")  # the warning only names the run
+    run = SimpleNamespace(name="r", schedule=SimpleNamespace(inside_epochs=False))  # the warning names the run
     x, y = data
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     with pytest.warns(UserWarning, match="Run 'r'.*torch DataLoader given its own generator"):

@@ -83,6 +83,17 @@ def test_the_curve_by_step_never_has_a_step_twice_across_resumes(db, ckpt):
     assert tracker.curves("r", db=db)["epoch"] == [0]  # the epoch curve is unchanged
 
 
+def test_a_step_checkpoint_joins_its_step_logged_in_an_earlier_group(db, ckpt):
+    run = _open(db, ckpt)
+    run.commit_step(StepValues(0, 4, 4, {}), None, None, step_rows=[StepValues(0, 4, 4, {"loss": 2.0})])
+    run.commit_step(StepValues(0, 4, 4, {}), _state(4), {})
+    run.finish("crashed")
+    assert tracker.curves("r", db=db, by="step") == {"step": [4], "epoch": [0], "loss": [2.0]}
+    run = _open(db, ckpt)
+    assert (run.initial_epoch, run.initial_batch) == (0, 4)
+    run.finish("completed")
+
+
 def test_step_checkpoints_keep_the_newest_keep_last_steps_and_delete_files_only_after_the_commit(db, ckpt):
     run = _open(db, ckpt, keep_last=2, keep_last_steps=2)
     files = []

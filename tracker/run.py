@@ -273,7 +273,7 @@ class Run:
             try:
                 arrays, header = checkpoint.load(self.folder.locate(row.checkpoint), self._storage_options)
             except CheckpointError as e:
-                failures.append(f"epoch {row.epoch}: {e}")
+                failures.append(f"{row.describe()}: {e}")
                 if isinstance(e.__cause__, FileNotFoundError):
                     missing.append(row.checkpoint.path)
                 continue
@@ -295,7 +295,7 @@ class Run:
             if self.resume_point is None:
                 msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
             else:
-                msg = (f"Run {self.name!r}: falling back to the checkpoint at {row.describe()} because newer checkpoints "
+                msg = (f"Run {self.name!r}: falling back to {row.describe()} because newer checkpoints "
                        f"do not verify ({reason}). What was trained after it is kept as superseded.")
             warn_user(msg)
         if self.is_writer and self._before is not None:

@@ -484,7 +484,7 @@ class Store:
         ``checkpoint`` (when given) as the step checkpoint at ``at``.
 
         Fenced, and retires checkpoints, like `commit_epoch`; returns the same. ``at``'s own values are
-        logged with the checkpoint unless ``step_rows`` has a row for its step.
+        logged with the checkpoint unless its step already has a row (in ``step_rows``, or committed before).
         """
         t = now()
         with self._write() as conn:
@@ -495,17 +495,18 @@ class Store:
                 raise RunLockedError(
                     f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
                 )
-            rows = list(step_rows)
-            if checkpoint is not None and all(r.step != at.step for r in rows):
-                rows.append(at)
-            _insert_steps(conn, run.id, attempt_id, rows, t)
+            _insert_steps(conn, run.id, attempt_id, step_rows, t)
             doomed: list[str] = []
             if checkpoint is not None:
-                conn.execute(
+                attach = (
                     steps.update()
                     .where(steps.c.run_id == run.id, steps.c.step == at.step, sa.not_(steps.c.superseded))
                     .values(checkpoint_path=checkpoint.path, checkpoint_size=checkpoint.size, checkpoint_sha256=checkpoint.sha256)
                 )
+                # The step's row may exist already: logged with these rows, or in an earlier group.
+                if conn.execute(attach).rowcount == 0:
+                    _insert_steps(conn, run.id, attempt_id, [at], t)
+                    conn.execute(attach)
                 doomed = _retire(conn, run.id, retention, run.best_epoch) if retention else []
                 pause_point("during-commit", label(at.epoch, at.batch))
         return dataclasses.replace(run, updated_at=t), doomed
