@@ -87,19 +87,22 @@ def _kept_steps(run_id: int) -> sa.Select:
 def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
     """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths.
 
-    Superseded checkpoints are never kept: no resume can reach them.
+    A count of None keeps every checkpoint of its kind; otherwise superseded ones go too: no resume reaches them.
     """
-    rows = conn.execute(_kept(run_id)).all()
-    live = [r for r in rows if not r.superseded]
-    keep = {r.id for r in live[: retention.keep_last]}
-    if retention.keep_best:
-        keep |= {r.id for r in live if r.epoch == best_epoch}
-    doomed = [r for r in rows if r.id not in keep]
+    doomed, doomed_steps = [], []
+    if retention.keep_last is not None:
+        rows = conn.execute(_kept(run_id)).all()
+        live = [r for r in rows if not r.superseded]
+        keep = {r.id for r in live[: retention.keep_last]}
+        if retention.keep_best:
+            keep |= {r.id for r in live if r.epoch == best_epoch}
+        doomed = [r for r in rows if r.id not in keep]
     if doomed:
         conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
-    step_rows = conn.execute(_kept_steps(run_id)).all()
-    keep_steps = {r.id for r in [r for r in step_rows if not r.superseded][: retention.keep_last_steps]}
-    doomed_steps = [r for r in step_rows if r.id not in keep_steps]
+    if retention.keep_last_steps is not None:
+        step_rows = conn.execute(_kept_steps(run_id)).all()
+        keep_steps = {r.id for r in [r for r in step_rows if not r.superseded][: retention.keep_last_steps]}
+        doomed_steps = [r for r in step_rows if r.id not in keep_steps]
     if doomed_steps:
         conn.execute(steps.update().where(steps.c.id.in_([r.id for r in doomed_steps])).values(checkpoint_deleted=True))
     return [r.checkpoint_path for r in doomed] + [r.checkpoint_path for r in doomed_steps]
