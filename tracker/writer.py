@@ -6,9 +6,6 @@ to run at most one epoch ahead of the newest commit: handing over epoch k+1
 first waits until epoch k is committed. A failure in the writer is raised in
 the training thread at its next hand-over or flush.
 
-The bulk of that work, the checkpoint's bytes, runs through `at_low_priority`, so
-that on a busy machine the training's own threads get the CPU first.
-
 Example:
     >>> writer = BackgroundWriter(lambda job: print("commit", job), name="demo")
     >>> writer.submit(1)
@@ -18,9 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -28,12 +23,7 @@ from typing import Generic, TypeVar
 from tracker.errors import TrackerError
 
 Job = TypeVar("Job")
-Result = TypeVar("Result")
 _STOP = object()
-#: How much `at_low_priority` raises a thread's nice value. At +10 a thread gets about a tenth of
-#: a core that a training thread also wants (CFS weights 110 vs 1024): enough to write a checkpoint
-#: within an epoch, little enough that a parallel op's shard is seldom held up behind it.
-LOWER_PRIORITY_BY = 10
 
 
 class WriterFailed(TrackerError):
@@ -78,49 +68,3 @@ class BackgroundWriter(Generic[Job]):
                 self._error = e
             finally:
                 self._jobs.task_done()
-
-
-def at_low_priority(work: Callable[[], Result], *, name: str) -> Result:
-    """Run ``work`` on a new thread of lower CPU priority, wait for it, and return its result or raise its error.
-
-    A thread's nice value can be raised but, without privileges, never lowered again: hence a
-    thread of its own, so that what comes after (a database commit that holds a lock other
-    processes wait for) runs at the caller's priority. Where priorities are not per thread
-    (not Linux), ``work`` simply runs at the caller's.
-
-    Example:
-        >>> at_low_priority(lambda: 6 * 7, name="demo")
-        42
-    """
-    outcome: list[tuple[bool, object]] = []
-
-    def run() -> None:
-        lower_this_threads_priority()
-        try:
-            outcome.append((True, work()))
-        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
-            outcome.append((False, e))
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value  # type: ignore[misc]
-    return value  # type: ignore[return-value]
-
-
-def lower_this_threads_priority(by: int | None = None) -> None:
-    """Raise the calling thread's nice value by ``by`` (default `LOWER_PRIORITY_BY`, at most up to 19).
-
-    Only on Linux, where a nice value belongs to one thread.
-    """
-    by = LOWER_PRIORITY_BY if by is None else by
-    # Elsewhere PRIO_PROCESS with a thread id would name a process, perhaps someone else's.
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
-    except OSError:  # a sandbox that forbids it: run at the same priority, as before
-        pass
