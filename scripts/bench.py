@@ -4,9 +4,10 @@ Each row times tracker and its baseline interleaved (A, B, A, B, ...) so that th
 noise of a shared machine falls on both alike, and reports the medians in ms next
 to their ratio and the target the row is held to. Nothing here asserts a timing.
 
-    python scripts/bench.py            # the full table, about 6 minutes on 2 cores
+    python scripts/bench.py            # the full table, about 11 minutes on 2 cores
     python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
+    python scripts/bench.py --rows 3c  # one row: the 5.8M model's checkpoint at every epoch (~5 minutes)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Plan:
     fit_epochs: int  # row 3: epochs per fit; the first is skipped (tracing)
     cnn_samples: int
     big_samples: int  # sized so that one 5M-model epoch takes ~1-2 s on 2 cores
+    wide_samples: int  # row 3c: sized so that one 5.8M-model epoch takes ~3 s on 2 cores
     curve_epochs: int  # row 4
     curve_reps: int
     process_reps: int  # rows 5 and 6: whole processes
@@ -74,12 +76,12 @@ def make_plan(quick: bool, reps: int | None) -> Plan:
     if quick:
         r = reps or 1
         return Plan(quick, r, commit_reps=20 * r, hook_reps_cnn=2 * r, hook_reps_big=2 * r, fit_rounds=r,
-                    fit_epochs=2, cnn_samples=640, big_samples=256, curve_epochs=2_000, curve_reps=2 * r,
+                    fit_epochs=2, cnn_samples=640, big_samples=256, wide_samples=256, curve_epochs=2_000, curve_reps=2 * r,
                     process_reps=r, rss_reps=r, rss_samples=128, serve_runs=20, serve_epochs=100, serve_points=20_000,
                     serve_reps=3 * r)
     r = reps or 5
     return Plan(quick, r, commit_reps=40 * r, hook_reps_cnn=6 * r, hook_reps_big=2 * r + 1, fit_rounds=r,
-                fit_epochs=6, cnn_samples=3_000, big_samples=1_024, curve_epochs=100_000, curve_reps=2 * r,
+                fit_epochs=6, cnn_samples=3_000, big_samples=1_024, wide_samples=8_000, curve_epochs=100_000, curve_reps=2 * r,
                 process_reps=r, rss_reps=max(1, r // 2), rss_samples=1_024, serve_runs=500, serve_epochs=2_000,
                 serve_points=1_000_000, serve_reps=2 * r)
 
@@ -208,15 +210,15 @@ def load_demo():
     return module
 
 
-def build_big_model():
-    """~5.3M parameters: a 3072-input MLP with three 1024-wide hidden layers, Adam."""
+def build_big_model(width: int = 1024):
+    """~5.3M parameters: a 3072-input MLP with three 1024-wide hidden layers, Adam (~5.8M at ``width=1100``)."""
     import keras
 
     model = keras.Sequential([
         keras.Input((3072,)),
-        keras.layers.Dense(1024, activation="relu"),
-        keras.layers.Dense(1024, activation="relu"),
-        keras.layers.Dense(1024, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
         keras.layers.Dense(10),
     ])
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -429,6 +431,69 @@ def row_fit(table: Table, plan: Plan, work: Path) -> None:
             )
         add_ratio(table, key, f"epoch wall time, {label}: tracked / plain fit", samples, "tracked", "plain",
                   target="<= 1.02x", note=f"{len(x)} samples, batch 64, val 0.2; epochs after the 1st")
+
+
+def row_fit_checkpoint_cost(table: Table, plan: Plan, work: Path) -> None:
+    """Row 3c: the issue's case, a 5.8M-parameter model with ~3 s epochs and a checkpoint (~70 MB) at every epoch.
+
+    Besides the ratio, where tracker's time goes per epoch: on the training thread (the end-of-epoch
+    hook: snapshot and hand-over, and any wait for the previous epoch's commit), and on the writer
+    thread (its CPU: encode, CRC, hash, write, fsync, commit, retention), measured inside the tracked fits.
+    """
+    build = functools.partial(build_big_model, 1100)
+    x, y = big_data(plan.wide_samples)
+    progress(f"row 3c: epoch wall time, 5.8M MLP, {plan.fit_rounds} x (plain, tracked) fits of {plan.fit_epochs} epochs")
+    with folder(work, "fit-3c") as d, end_of_epoch_costs() as costs:
+        runs = iter(range(10**6))
+        samples = interleaved(
+            {"tracked": lambda: fit_epoch_times(build, x, y, plan.fit_epochs, d, next(runs)),
+             "plain": lambda: fit_epoch_times(build, x, y, plan.fit_epochs, None, 0)},
+            plan.fit_rounds, warmup=0,
+        )
+    add_ratio(table, "3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", samples, "tracked", "plain",
+              target="<= 1.10x", note=f"{len(x)} samples, batch 64, val 0.2; a checkpoint every epoch; spread "
+              f"{min(samples['tracked']):.2f}-{max(samples['tracked']):.2f} s / {min(samples['plain']):.2f}-{max(samples['plain']):.2f} s")
+    plain = median(samples["plain"])
+    for what, key, note in [
+        ("  training thread: on_epoch_end", "hook_wall", "wall: snapshot, hand-over, any wait for the writer"),
+        ("  writer thread CPU per epoch", "writer_cpu", "encode, CRC, sha256, write, fsync, commit, retention"),
+        ("  writer thread wall per epoch", "writer_wall", "overlaps the next epoch's training"),
+    ]:
+        v = median(costs[key]) if costs[key] else float("nan")
+        table.add("3c", f"{what} / plain epoch", ms(v), ms(plain), v / plain, "", f"n={len(costs[key])}; {note}")
+
+
+@contextmanager
+def end_of_epoch_costs() -> Iterator[dict[str, list[float]]]:
+    """Time tracker's end-of-epoch hook (training thread) and each epoch's commit (writer thread) while inside.
+
+    Wraps the two methods for the benchmark's own fits only; the first epoch of each fit is dropped, as
+    `EpochClock` drops it.
+    """
+    from tracker.keras import TrackerCallback
+    from tracker.run import Run
+
+    costs: dict[str, list[float]] = {"hook_wall": [], "writer_cpu": [], "writer_wall": []}
+    hook, commit = TrackerCallback.on_epoch_end, Run.commit_epoch
+
+    def timed_hook(self, epoch: int, logs: dict | None = None) -> None:
+        start = time.perf_counter()
+        hook(self, epoch, logs)
+        if epoch > 0:
+            costs["hook_wall"].append(time.perf_counter() - start)
+
+    def timed_commit(self, epoch: int, *args: object, **kwargs: object) -> None:
+        start, cpu = time.perf_counter(), time.thread_time()
+        commit(self, epoch, *args, **kwargs)
+        if epoch > 0:
+            costs["writer_cpu"].append(time.thread_time() - cpu)
+            costs["writer_wall"].append(time.perf_counter() - start)
+
+    TrackerCallback.on_epoch_end, Run.commit_epoch = timed_hook, timed_commit
+    try:
+        yield costs
+    finally:
+        TrackerCallback.on_epoch_end, Run.commit_epoch = hook, commit
 
 
 @functools.cache
@@ -858,6 +923,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("7", "peak RSS tracked / plain", row_memory),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
+    ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),
     ("8", "web view: GET /api/runs, curves API / raw SELECT", row_serve),
 ]
 
