@@ -474,6 +474,158 @@ def fit_epoch_times(build: Callable, x, y, epochs: int, d: Path | None, i: int) 
     return clock.epoch_times()
 
 
+# -- row 9: checkpoints and metrics inside epochs ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepsPlan:
+    """Row 9's sizes, derived from the `Plan` (kept apart so that row 3's sizes can change on their own)."""
+
+    rounds: int  # (plain, tracked...) fit rounds of the demo CNN
+    cnn_epochs: int  # per fit; the first is skipped (tracing)
+    cnn_samples: int
+    every_steps: int  # 9a: ~13% of the demo CNN's 38 training batches
+    log_every: tuple[int, ...]  # 9d, 9e
+    big_rounds: int  # 9b: (plain, tracked) fit pairs of the 5M model, ~1-2 min each
+    big_epochs: int  # 9b: enough epochs that two `big_seconds` intervals pass
+    big_samples: int
+    big_seconds: float
+
+
+def steps_plan(plan: Plan) -> StepsPlan:
+    if plan.quick:
+        return StepsPlan(plan.reps, cnn_epochs=2, cnn_samples=640, every_steps=2, log_every=(1, 50), big_rounds=plan.reps,
+                         big_epochs=4, big_samples=256, big_seconds=0.5)
+    return StepsPlan(max(3, plan.reps), cnn_epochs=6, cnn_samples=plan.cnn_samples, every_steps=5, log_every=(1, 50),
+                     big_rounds=max(3, (plan.reps + 1) // 2), big_epochs=40, big_samples=plan.big_samples, big_seconds=30.0)
+
+
+@dataclass
+class FitCounts:
+    """What one tracked fit left in its database (read with plain sqlite3)."""
+
+    wall: float  # the whole fit, first epoch included
+    epochs: int
+    epoch_checkpoints: int
+    step_checkpoints: int
+    step_rows: int
+    transactions: int  # commits that wrote epoch or step rows: distinct commit times
+
+
+def steps_fit(build: Callable, x, y, epochs: int, d: Path, name: str | None, options: dict,
+              counts: list[FitCounts]) -> list[float]:
+    """One fresh model's fit, plain when ``name`` is None, else in ``tracker.track(name, **options)``.
+
+    Returns one sample: the mean time of its epochs after the first (tracing), end-of-epoch work
+    included. One mean per fit, not each epoch: with `checkpoint_every_seconds` only a few epochs
+    pay for a checkpoint, and a median of epochs would leave them out.
+    """
+    import keras
+
+    import tracker
+
+    keras.backend.clear_session()
+    model, clock = build(), epoch_clock_class()()
+    start = time.perf_counter()
+    fit = lambda: model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.2, verbose=0, callbacks=[clock])  # noqa: E731
+    if name is None:
+        fit()
+    else:
+        with tracker.track(name, db=d / "tracker.db", checkpoint_dir=d / "ckpt", **options):
+            fit()
+        counts.append(read_counts(d / "tracker.db", name, time.perf_counter() - start))
+        shutil.rmtree(d / "ckpt" / name, ignore_errors=True)
+    times = clock.epoch_times()
+    return [sum(times) / len(times)]
+
+
+def read_counts(db: Path, name: str, wall: float) -> FitCounts:
+    con = sqlite3.connect(db)
+    try:
+        (run_id,) = con.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
+        one = lambda sql: con.execute(sql, (run_id,)).fetchone()[0]  # noqa: E731
+        return FitCounts(
+            wall=wall,
+            epochs=one("SELECT count(*) FROM epochs WHERE run_id = ?"),
+            epoch_checkpoints=one("SELECT count(*) FROM epochs WHERE run_id = ? AND checkpoint_sha256 IS NOT NULL"),
+            step_checkpoints=one("SELECT count(*) FROM steps WHERE run_id = ? AND checkpoint_sha256 IS NOT NULL"),
+            step_rows=one("SELECT count(*) FROM steps WHERE run_id = ?"),
+            # Every commit stamps all the rows it writes with one time.
+            transactions=con.execute(
+                "SELECT count(DISTINCT committed_at) FROM (SELECT committed_at FROM epochs WHERE run_id = ?1 "
+                "UNION ALL SELECT committed_at FROM steps WHERE run_id = ?1)", (run_id,)).fetchone()[0],
+        )
+    finally:
+        con.close()
+
+
+def add_fit_ratio(table: Table, key: str, what: str, samples: dict[str, list[float]], ours: str, base: str,
+                  *, target: str = "", note: str = "") -> None:
+    """`add_ratio` of per-fit means, with the spread of the ratios of each round's pair (same round, same noise)."""
+    pairs = [a / b for a, b in zip(samples[ours], samples[base])]
+    spread = f"rounds {min(pairs):.2f}-{max(pairs):.2f}x"
+    add_ratio(table, key, what, samples, ours, base, target=target, note=f"{spread}; {note}")
+
+
+def per_fit(counts: list[FitCounts], field_name: str) -> str:
+    """The median of one count over the tracked fits, and its range when the fits differ."""
+    values = [getattr(c, field_name) for c in counts]
+    lo, mid, hi = min(values), median(values), max(values)
+    fmt = (lambda v: f"{v:.0f}") if field_name != "wall" else (lambda v: f"{v:.0f} s")
+    return fmt(mid) if lo == hi else f"{fmt(mid)} ({fmt(lo)}-{fmt(hi)})"
+
+
+def row_steps(table: Table, plan: Plan, work: Path) -> None:
+    sp = steps_plan(plan)
+    demo = load_demo()
+    x, y = demo.blobs(sp.cnn_samples, seed=1)
+    variants = {"steps": {"checkpoint_every_steps": sp.every_steps}} | {f"log{n}": {"log_every_steps": n} for n in sp.log_every}
+    progress(f"row 9a/9d/9e: demo CNN, {sp.rounds} x (plain, {', '.join(variants)}) fits of {sp.cnn_epochs} epochs")
+    counts: dict[str, list[FitCounts]] = {name: [] for name in variants}
+    with folder(work, "steps-cnn") as d:
+        runs = iter(range(10**6))
+
+        def tracked(name: str) -> Case:
+            return lambda: steps_fit(demo.build_model, x, y, sp.cnn_epochs, d, f"bench-{name}-{next(runs)}", variants[name], counts[name])
+
+        cases = {"plain": lambda: steps_fit(demo.build_model, x, y, sp.cnn_epochs, d, None, {}, [])}
+        cnn = interleaved(cases | {name: tracked(name) for name in variants}, sp.rounds, warmup=0)
+
+    bx, by = big_data(sp.big_samples)
+    seconds = f"{sp.big_seconds:g}"
+    progress(f"row 9b: 5M MLP, checkpoint_every_seconds={seconds}, {sp.big_rounds} x (plain, tracked) fits of {sp.big_epochs} epochs")
+    counts["seconds"] = []
+    with folder(work, "steps-big") as d:
+        runs = iter(range(10**6))
+        big = interleaved({
+            "seconds": lambda: steps_fit(build_big_model, bx, by, sp.big_epochs, d, f"bench-seconds-{next(runs)}",
+                                         {"checkpoint_every_seconds": sp.big_seconds}, counts["seconds"]),
+            "plain": lambda: steps_fit(build_big_model, bx, by, sp.big_epochs, d, None, {}, []),
+        }, sp.big_rounds, warmup=0)
+
+    c = counts["steps"]
+    batches = -(-int(len(x) * 0.8) // 64)
+    add_fit_ratio(table, "9a", f"checkpoint_every_steps={sp.every_steps}, demo CNN: tracked / plain fit", cnn, "steps", "plain",
+                  note=f"{batches} batches/epoch; checkpoints/fit: {per_fit(c, 'step_checkpoints')} inside epochs, "
+                  f"{per_fit(c, 'epoch_checkpoints')} at epoch ends; mean epoch after the 1st")
+    c = counts["seconds"]
+    add_fit_ratio(table, "9b", f"checkpoint_every_seconds={seconds}, 5M MLP: tracked / plain fit", big, "seconds", "plain",
+                  target="<= 1.02x", note=f"{sp.big_epochs} epochs, fit {per_fit(c, 'wall')}; checkpoints/fit: "
+                  f"{per_fit(c, 'epoch_checkpoints')} at epoch ends (the last always), {per_fit(c, 'step_checkpoints')} "
+                  "inside epochs; mean epoch after the 1st")
+    default = next((r for r in table.rows if r.key == "3b"), None)
+    what = "default (checkpoint every epoch), 5M MLP: tracked / plain fit"
+    if default is None:
+        table.add("9c", what, "", "", None, "<= 1.10x", "is row 3b: run --rows 3,9 to see both")
+    else:
+        table.add("9c", what, default.value, default.baseline, default.ratio, "<= 1.10x", f"= row 3b ({default.note})")
+    for key, n in zip(("9d", "9e"), sp.log_every):
+        c = counts[f"log{n}"]
+        add_fit_ratio(table, key, f"log_every_steps={n}, demo CNN: tracked / plain fit", cnn, f"log{n}", "plain",
+                      note=f"per fit: {per_fit(c, 'step_rows')} steps logged in {per_fit(c, 'transactions')} txns "
+                      f"({per_fit(c, 'epochs')} epochs, fit {per_fit(c, 'wall')})")
+
+
 # -- row 4: curve query -------------------------------------------------------------------
 
 
@@ -859,6 +1011,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("8", "web view: GET /api/runs, curves API / raw SELECT", row_serve),
+    ("9", "inside epochs: step checkpoints, checkpoint_every_seconds, log_every_steps / plain fit", row_steps),
 ]
 
 
