@@ -511,68 +511,127 @@ class FitCounts:
     step_rows: int
     transactions: int  # commits that wrote epoch or step rows: distinct commit times
 
+    @property
+    def checkpoints(self) -> int:
+        return self.epoch_checkpoints + self.step_checkpoints
 
-def steps_fit(build: Callable, x, y, epochs: int, d: Path, name: str | None, options: dict,
-              counts: list[FitCounts]) -> list[float]:
-    """One fresh model's fit, plain when ``name`` is None, else in ``tracker.track(name, **options)``.
 
-    Returns one sample: the mean time of its epochs after the first (tracing), end-of-epoch work
-    included. One mean per fit, not each epoch: with `checkpoint_every_seconds` only a few epochs
-    pay for a checkpoint, and a median of epochs would leave them out.
+@functools.cache
+def second_epoch_class() -> type:
+    """A Keras callback class that notes the wall and CPU clocks when the second epoch begins."""
+    import keras
+
+    class SecondEpoch(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.begins: list[tuple[float, float]] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.begins.append((time.perf_counter(), time.process_time()))
+
+    return SecondEpoch
+
+
+@dataclass
+class StepsSamples:
+    """Per case, one sample per fit: its mean wall and CPU time per epoch after the first."""
+
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    counts: dict[str, list[FitCounts]] = field(default_factory=dict)
+
+    def case(self, name: str, build: Callable, x, y, epochs: int, d: Path, options: dict | None) -> Case:
+        """A case that runs one fit, plain when ``options`` is None, and keeps its samples and counts here."""
+        runs = iter(range(10**6))
+        for per in (self.wall, self.cpu, self.counts):
+            per[name] = []
+
+        def case() -> list[float]:
+            wall, cpu, counts = steps_fit(build, x, y, epochs, d, None if options is None else f"bench-{name}-{next(runs)}", options or {})
+            self.cpu[name].append(cpu)
+            if counts is not None:
+                self.counts[name].append(counts)
+            return [wall]
+
+        return case
+
+    def run(self, cases: dict[str, Case], rounds: int) -> None:
+        self.wall |= interleaved(cases, rounds, warmup=0)
+
+
+def steps_fit(build: Callable, x, y, epochs: int, d: Path, name: str | None, options: dict) -> tuple[float, float, FitCounts | None]:
+    """One fresh model's fit, plain when ``name`` is None, else inside ``tracker.track(name, **options)``.
+
+    Returns the mean wall and CPU time (this process, all threads) per epoch after the first, which
+    traces, and the tracked fit's counts. The window runs from the second epoch's start until fit
+    (and the ``track`` block, which waits for the last commit) has returned: one mean per fit, not a
+    median of epochs, since with `checkpoint_every_seconds` only a few epochs pay for a checkpoint.
     """
     import keras
 
     import tracker
 
     keras.backend.clear_session()
-    model, clock = build(), epoch_clock_class()()
+    model, clock = build(), second_epoch_class()()
     start = time.perf_counter()
-    fit = lambda: model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.2, verbose=0, callbacks=[clock])  # noqa: E731
+
+    def fit() -> None:
+        model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.2, verbose=0, callbacks=[clock])
+
+    counts = None
     if name is None:
         fit()
     else:
         with tracker.track(name, db=d / "tracker.db", checkpoint_dir=d / "ckpt", **options):
             fit()
-        counts.append(read_counts(d / "tracker.db", name, time.perf_counter() - start))
+    end, end_cpu = time.perf_counter(), time.process_time()
+    if name is not None:
+        counts = read_counts(d / "tracker.db", name, end - start)
         shutil.rmtree(d / "ckpt" / name, ignore_errors=True)
-    times = clock.epoch_times()
-    return [sum(times) / len(times)]
+    wall, cpu = clock.begins[1]
+    return (end - wall) / (epochs - 1), (end_cpu - cpu) / (epochs - 1), counts
 
 
 def read_counts(db: Path, name: str, wall: float) -> FitCounts:
     con = sqlite3.connect(db)
     try:
         (run_id,) = con.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
-        one = lambda sql: con.execute(sql, (run_id,)).fetchone()[0]  # noqa: E731
+
+        def one(sql: str) -> int:
+            return con.execute(sql, {"run": run_id}).fetchone()[0]
+
         return FitCounts(
             wall=wall,
-            epochs=one("SELECT count(*) FROM epochs WHERE run_id = ?"),
-            epoch_checkpoints=one("SELECT count(*) FROM epochs WHERE run_id = ? AND checkpoint_sha256 IS NOT NULL"),
-            step_checkpoints=one("SELECT count(*) FROM steps WHERE run_id = ? AND checkpoint_sha256 IS NOT NULL"),
-            step_rows=one("SELECT count(*) FROM steps WHERE run_id = ?"),
+            epochs=one("SELECT count(*) FROM epochs WHERE run_id = :run"),
+            epoch_checkpoints=one("SELECT count(*) FROM epochs WHERE run_id = :run AND checkpoint_sha256 IS NOT NULL"),
+            step_checkpoints=one("SELECT count(*) FROM steps WHERE run_id = :run AND checkpoint_sha256 IS NOT NULL"),
+            step_rows=one("SELECT count(*) FROM steps WHERE run_id = :run"),
             # Every commit stamps all the rows it writes with one time.
-            transactions=con.execute(
-                "SELECT count(DISTINCT committed_at) FROM (SELECT committed_at FROM epochs WHERE run_id = ?1 "
-                "UNION ALL SELECT committed_at FROM steps WHERE run_id = ?1)", (run_id,)).fetchone()[0],
+            transactions=one("SELECT count(DISTINCT committed_at) FROM (SELECT committed_at FROM epochs WHERE run_id = :run "
+                             "UNION ALL SELECT committed_at FROM steps WHERE run_id = :run)"),
         )
     finally:
         con.close()
 
 
-def add_fit_ratio(table: Table, key: str, what: str, samples: dict[str, list[float]], ours: str, base: str,
+def add_fit_ratio(table: Table, key: str, what: str, samples: StepsSamples, ours: str, base: str,
                   *, target: str = "", note: str = "") -> None:
-    """`add_ratio` of per-fit means, with the spread of the ratios of each round's pair (same round, same noise)."""
-    pairs = [a / b for a, b in zip(samples[ours], samples[base])]
-    spread = f"rounds {min(pairs):.2f}-{max(pairs):.2f}x"
-    add_ratio(table, key, what, samples, ours, base, target=target, note=f"{spread}; {note}")
+    """`add_ratio` of per-fit means, the spread of each round's own ratio (same round, same noise), and
+    the same for CPU time, which a busy machine disturbs less."""
+    def spread(per: dict[str, list[float]]) -> str:
+        pairs = [a / b for a, b in zip(per[ours], per[base])]
+        return f"median {median(pairs):.2f}x, {min(pairs):.2f}-{max(pairs):.2f}x"
+
+    add_ratio(table, key, what, samples.wall, ours, base, target=target, note=f"rounds {spread(samples.wall)}; {note}")
+    add_ratio(table, key, "  same, CPU time of the process (all threads)", samples.cpu, ours, base,
+              note=f"rounds {spread(samples.cpu)}")
 
 
-def per_fit(counts: list[FitCounts], field_name: str) -> str:
+def per_fit(counts: list[FitCounts], what: str, unit: str = "") -> str:
     """The median of one count over the tracked fits, and its range when the fits differ."""
-    values = [getattr(c, field_name) for c in counts]
+    values = [getattr(c, what) for c in counts]
     lo, mid, hi = min(values), median(values), max(values)
-    fmt = (lambda v: f"{v:.0f}") if field_name != "wall" else (lambda v: f"{v:.0f} s")
-    return fmt(mid) if lo == hi else f"{fmt(mid)} ({fmt(lo)}-{fmt(hi)})"
+    return f"{mid:.0f}{unit}" if round(lo) == round(hi) else f"{mid:.0f}{unit} ({lo:.0f}-{hi:.0f})"
 
 
 def row_steps(table: Table, plan: Plan, work: Path) -> None:
@@ -581,38 +640,28 @@ def row_steps(table: Table, plan: Plan, work: Path) -> None:
     x, y = demo.blobs(sp.cnn_samples, seed=1)
     variants = {"steps": {"checkpoint_every_steps": sp.every_steps}} | {f"log{n}": {"log_every_steps": n} for n in sp.log_every}
     progress(f"row 9a/9d/9e: demo CNN, {sp.rounds} x (plain, {', '.join(variants)}) fits of {sp.cnn_epochs} epochs")
-    counts: dict[str, list[FitCounts]] = {name: [] for name in variants}
+    cnn = StepsSamples()
     with folder(work, "steps-cnn") as d:
-        runs = iter(range(10**6))
-
-        def tracked(name: str) -> Case:
-            return lambda: steps_fit(demo.build_model, x, y, sp.cnn_epochs, d, f"bench-{name}-{next(runs)}", variants[name], counts[name])
-
-        cases = {"plain": lambda: steps_fit(demo.build_model, x, y, sp.cnn_epochs, d, None, {}, [])}
-        cnn = interleaved(cases | {name: tracked(name) for name in variants}, sp.rounds, warmup=0)
+        cnn.run({name: cnn.case(name, demo.build_model, x, y, sp.cnn_epochs, d, options)
+                 for name, options in ({"plain": None} | variants).items()}, sp.rounds)
 
     bx, by = big_data(sp.big_samples)
     seconds = f"{sp.big_seconds:g}"
     progress(f"row 9b: 5M MLP, checkpoint_every_seconds={seconds}, {sp.big_rounds} x (plain, tracked) fits of {sp.big_epochs} epochs")
-    counts["seconds"] = []
+    big = StepsSamples()
     with folder(work, "steps-big") as d:
-        runs = iter(range(10**6))
-        big = interleaved({
-            "seconds": lambda: steps_fit(build_big_model, bx, by, sp.big_epochs, d, f"bench-seconds-{next(runs)}",
-                                         {"checkpoint_every_seconds": sp.big_seconds}, counts["seconds"]),
-            "plain": lambda: steps_fit(build_big_model, bx, by, sp.big_epochs, d, None, {}, []),
-        }, sp.big_rounds, warmup=0)
+        big.run({name: big.case(name, build_big_model, bx, by, sp.big_epochs, d, options)
+                 for name, options in {"seconds": {"checkpoint_every_seconds": sp.big_seconds}, "plain": None}.items()}, sp.big_rounds)
 
-    c = counts["steps"]
+    c = cnn.counts["steps"]
     batches = -(-int(len(x) * 0.8) // 64)
     add_fit_ratio(table, "9a", f"checkpoint_every_steps={sp.every_steps}, demo CNN: tracked / plain fit", cnn, "steps", "plain",
-                  note=f"{batches} batches/epoch; checkpoints/fit: {per_fit(c, 'step_checkpoints')} inside epochs, "
-                  f"{per_fit(c, 'epoch_checkpoints')} at epoch ends; mean epoch after the 1st")
-    c = counts["seconds"]
+                  note=f"{batches} batches/epoch, {sp.cnn_epochs} epochs; checkpoints/fit: {per_fit(c, 'step_checkpoints')} "
+                  f"inside epochs, {per_fit(c, 'epoch_checkpoints')} at epoch ends")
+    c = big.counts["seconds"]
     add_fit_ratio(table, "9b", f"checkpoint_every_seconds={seconds}, 5M MLP: tracked / plain fit", big, "seconds", "plain",
-                  target="<= 1.02x", note=f"{sp.big_epochs} epochs, fit {per_fit(c, 'wall')}; checkpoints/fit: "
-                  f"{per_fit(c, 'epoch_checkpoints')} at epoch ends (the last always), {per_fit(c, 'step_checkpoints')} "
-                  "inside epochs; mean epoch after the 1st")
+                  target="<= 1.02x", note=f"{sp.big_epochs} epochs, fit {per_fit(c, 'wall', ' s')}; checkpoints/fit: "
+                  f"{per_fit(c, 'checkpoints')}, of which {per_fit(c, 'step_checkpoints')} inside epochs (and the last epoch's, always)")
     default = next((r for r in table.rows if r.key == "3b"), None)
     what = "default (checkpoint every epoch), 5M MLP: tracked / plain fit"
     if default is None:
@@ -620,10 +669,10 @@ def row_steps(table: Table, plan: Plan, work: Path) -> None:
     else:
         table.add("9c", what, default.value, default.baseline, default.ratio, "<= 1.10x", f"= row 3b ({default.note})")
     for key, n in zip(("9d", "9e"), sp.log_every):
-        c = counts[f"log{n}"]
+        c = cnn.counts[f"log{n}"]
         add_fit_ratio(table, key, f"log_every_steps={n}, demo CNN: tracked / plain fit", cnn, f"log{n}", "plain",
-                      note=f"per fit: {per_fit(c, 'step_rows')} steps logged in {per_fit(c, 'transactions')} txns "
-                      f"({per_fit(c, 'epochs')} epochs, fit {per_fit(c, 'wall')})")
+                      note=f"per fit: {per_fit(c, 'step_rows')} steps logged in {per_fit(c, 'transactions')} transactions "
+                      f"({per_fit(c, 'epochs')} epochs, fit {per_fit(c, 'wall', ' s')})")
 
 
 # -- row 4: curve query -------------------------------------------------------------------
