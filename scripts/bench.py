@@ -4,7 +4,7 @@ Each row times tracker and its baseline interleaved (A, B, A, B, ...) so that th
 noise of a shared machine falls on both alike, and reports the medians in ms next
 to their ratio and the target the row is held to. Nothing here asserts a timing.
 
-    python scripts/bench.py            # the full table, about 6 minutes on 2 cores
+    python scripts/bench.py            # the full table, about 6 minutes on 2 cores, plus ~8 for row 9
     python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
 """
