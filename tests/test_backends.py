@@ -15,6 +15,16 @@ import pytest
 import tracker
 from tests.test_crash import CHILD, _env
 from tracker.errors import ResumeError
+from tracker.store import open_store
+
+
+def attempt_versions(db: str, name: str) -> list[dict[str, str]]:
+    """The ``versions`` recorded with each of run ``name``'s attempts, oldest first."""
+    store = open_store(db)
+    try:
+        return [a.process.versions for a in store.attempts(store.find_run(name).id)]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
@@ -45,6 +55,9 @@ def test_the_checkpoint_records_its_backend(keras_env, make_model, data, sqlite_
     with np.load(path) as saved:  # plain numpy reads it
         header = json.loads(saved["__tracker__"].tobytes())
     assert header["backend"] == keras_env.backend.backend()
+    [versions] = attempt_versions(sqlite_db, "r")
+    assert versions["keras_backend"] == keras_env.backend.backend() == "tensorflow"
+    assert versions["keras"] == keras_env.__version__
 
 
 def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(keras_env, data) -> None:
@@ -67,6 +80,9 @@ def test_resuming_under_another_backend_is_refused_before_training_unless_forced
     db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
     train = [sys.executable, str(CHILD), "r"]
     subprocess.run([*train, "2", "--backend", "jax"], env=_env(db, ckpt), cwd=tmp_path, check=True, timeout=300)
+    [jax_attempt] = attempt_versions(db, "r")
+    assert jax_attempt["keras_backend"] == "jax"
+    assert {"keras", "jax", "jaxlib"} <= set(jax_attempt)
 
     refused = subprocess.run([*train, "4", "--backend", "torch"], env=_env(db, ckpt), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0
@@ -77,3 +93,6 @@ def test_resuming_under_another_backend_is_refused_before_training_unless_forced
 
     subprocess.run([*train, "4", "--backend", "torch"], env={**_env(db, ckpt), "TRACKER_FORCE": "1"}, cwd=tmp_path, check=True, timeout=300)
     assert tracker.curves("r", db=db)["epoch"] == [0, 1, 2, 3]
+    # Each attempt says which backend it ran, the refused one too: the record a switch is judged by.
+    assert [v["keras_backend"] for v in attempt_versions(db, "r")] == ["jax", "torch", "torch"]
+    assert "torch" in attempt_versions(db, "r")[-1]
