@@ -4,7 +4,11 @@ Usage: python child_train.py RUN EPOCHS [--case CASE] [--backend BACKEND] [--exp
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
 CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive.
 
-Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
+Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule,
+and on torch dataloader (a shuffling torch DataLoader without a generator of its own: exact) and
+dataloader-generator (one given its own generator: tracker warns before the first epoch). Join cases
+with commas to prove several in one child: functional,callbacks trains the functional model with the
+callbacks. CHILD_ANNOUNCE_EPOCHS=1 prints "EPOCH-BEGIN N" to stderr as each epoch begins.
 --backend tensorflow|jax|torch sets KERAS_BACKEND before Keras is imported (default: $KERAS_BACKEND, else
 tensorflow); it is part of the command line, so `tracker resume` re-launches under the same backend.
 Each backend runs under its determinism settings: TensorFlow's op determinism, torch's deterministic
@@ -26,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-CASES_ON_SEQUENTIAL = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "schedule"}
+CASES = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule", "dataloader", "dataloader-generator"}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run")
@@ -36,6 +40,11 @@ parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default
 parser.add_argument("--explicit", action="store_true")
 parser.add_argument("--backup-and-restore")
 args = parser.parse_args()
+cases = set(args.case.split(","))
+if not cases <= CASES or {"functional", "subclassed"} <= cases:
+    parser.error(f"--case: received {args.case!r}; expected one or more of {sorted(CASES)}, joined by commas, at most one model kind")
+if cases & {"dataloader", "dataloader-generator"} and args.backend != "torch":
+    parser.error("--case dataloader needs --backend torch")
 # Keras reads its backend once, at import.
 os.environ["KERAS_BACKEND"] = args.backend
 if args.backend != "tensorflow":
@@ -63,27 +72,35 @@ x = rng.random((48, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, 48)
 
 
-model = tiny("sequential" if args.case in CASES_ON_SEQUENTIAL else args.case, dropout=0.3 if args.case == "dropout" else 0.0)
-lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if args.case == "schedule" else 1e-2
+model = tiny(next(iter(cases & {"functional", "subclassed"}), "sequential"), dropout=0.3 if "dropout" in cases else 0.0)
+lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if "schedule" in cases else 1e-2
 model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
 fit = {"epochs": args.epochs, "verbose": 0}
-if args.case == "tfdata":
+split = 36  # validation_split=0.25 of 48 holds out the last 12, as the other inputs do
+if "tfdata" in cases:
     if args.backend != "tensorflow":
         parser.error("--case tfdata needs --backend tensorflow")
-    split = 36
     train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(36, seed=3, reshuffle_each_iteration=True).batch(16)
     fit.update(x=train, validation_data=tf.data.Dataset.from_tensor_slices((x[split:], y[split:])).batch(16))
+elif cases & {"dataloader", "dataloader-generator"}:
+    tensors = [torch.from_numpy(a) for a in (x, y)]
+    own = {"generator": torch.Generator().manual_seed(3)} if "dataloader-generator" in cases else {}
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*(t[:split] for t in tensors)), batch_size=16, shuffle=True, **own)
+    validation = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*(t[split:] for t in tensors)), batch_size=16)
+    fit.update(x=train, validation_data=validation, shuffle=False)  # the DataLoader shuffles; Keras would warn it ignores shuffle=True
 else:
-    fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle=args.case == "shuffle")
+    fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle="shuffle" in cases)
 callbacks = []
-if args.case == "callbacks":
+if "callbacks" in cases:
     # min_delta is large, so the plateau and patience counters move every epoch.
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.02),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, min_delta=0.02, restore_best_weights=True),
     ]
 
+if os.environ.get("CHILD_ANNOUNCE_EPOCHS"):
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: print(f"EPOCH-BEGIN {epoch}", file=sys.stderr, flush=True)))
 if os.environ.get("CHILD_EPOCH_SLEEP"):
     pause = float(os.environ["CHILD_EPOCH_SLEEP"])
     callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: time.sleep(pause)))

@@ -75,6 +75,21 @@ def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(kera
         _warn_if_inexact(run, {"x": torch.utils.data.DataLoader(dataset, shuffle=True)})
 
 
+def test_an_unbuilt_model_is_built_from_a_torch_dataloader_without_drawing_from_it(keras_env, data) -> None:
+    """A resumed subclassed model is built before fit from its input's shape; a DataLoader has none of its own."""
+    torch = pytest.importorskip("torch")
+    from tests.models import tiny
+    from tracker.keras import _build_from
+
+    x, y = data
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16, shuffle=True)
+    model = tiny("subclassed")
+    drawn_from = torch.get_rng_state()
+    _build_from(model, loader)
+    assert model.built and [tuple(w.shape) for w in model.weights] == [(3, 3, 1, 4), (4,), (144, 3), (3,)]
+    assert torch.equal(torch.get_rng_state(), drawn_from)  # no shuffle order was drawn to find the shape
+
+
 @pytest.mark.slow
 def test_resuming_under_another_backend_is_refused_before_training_unless_forced(tmp_path: Path) -> None:
     db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
@@ -96,3 +111,13 @@ def test_resuming_under_another_backend_is_refused_before_training_unless_forced
     # Each attempt says which backend it ran, the refused one too: the record a switch is judged by.
     assert [v["keras_backend"] for v in attempt_versions(db, "r")] == ["jax", "torch", "torch"]
     assert "torch" in attempt_versions(db, "r")[-1]
+
+
+@pytest.mark.slow
+def test_a_real_fit_on_a_torch_dataloader_with_its_own_generator_warns_before_the_first_epoch(tmp_path: Path) -> None:
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    command = [sys.executable, str(CHILD), "r", "1", "--case", "dataloader-generator", "--backend", "torch"]
+    done = subprocess.run(command, env={**_env(db, ckpt), "CHILD_ANNOUNCE_EPOCHS": "1"}, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    warned = done.stderr.find("torch DataLoader given its own generator")
+    assert 0 <= warned < done.stderr.index("EPOCH-BEGIN 0"), done.stderr
