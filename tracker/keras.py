@@ -283,6 +283,10 @@ def _build_from(model: keras.Model, x: Any) -> None:
         spec = x.element_spec
         spec = spec[0] if isinstance(spec, tuple) else spec
         symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
+    elif _is_torch_loader(x):
+        # One sample read from the dataset itself: iterating the DataLoader would draw a shuffle order.
+        sample = keras.utils.unpack_x_y_sample_weight(x.dataset[0])[0]
+        symbolic = keras.tree.map_structure(lambda a: keras.KerasTensor((None, *a.shape), keras.backend.standardize_dtype(a.dtype)), sample)
     else:
         symbolic = keras.tree.map_structure(
             lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
