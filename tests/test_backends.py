@@ -89,6 +89,14 @@ def test_an_unbuilt_model_is_built_from_a_torch_dataloader_without_drawing_from_
     assert model.built and [tuple(w.shape) for w in model.weights] == [(3, 3, 1, 4), (4,), (144, 3), (3,)]
     assert torch.equal(torch.get_rng_state(), drawn_from)  # no shuffle order was drawn to find the shape
 
+    class Stream(torch.utils.data.IterableDataset):  # cannot be indexed: its first batch gives the shape
+        def __iter__(self):
+            return iter(zip(torch.from_numpy(x), torch.from_numpy(y)))
+
+    streamed = tiny("subclassed")
+    _build_from(streamed, torch.utils.data.DataLoader(Stream(), batch_size=16))
+    assert [tuple(w.shape) for w in streamed.weights] == [(3, 3, 1, 4), (4,), (144, 3), (3,)]
+
 
 @pytest.mark.slow
 def test_resuming_under_another_backend_is_refused_before_training_unless_forced(tmp_path: Path) -> None:

@@ -285,8 +285,16 @@ def _build_from(model: keras.Model, x: Any) -> None:
         symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
     elif _is_torch_loader(x):
         # One sample read from the dataset itself: iterating the DataLoader would draw a shuffle order.
-        sample = keras.utils.unpack_x_y_sample_weight(x.dataset[0])[0]
-        symbolic = keras.tree.map_structure(lambda a: keras.KerasTensor((None, *a.shape), keras.backend.standardize_dtype(a.dtype)), sample)
+        # An iterable dataset cannot be indexed: its first batch is read instead (before the saved
+        # generators are put back, so a draw does not count).
+        try:
+            sample, batched = x.dataset[0], False
+        except (TypeError, NotImplementedError, AttributeError):
+            sample, batched = next(iter(x)), True
+        symbolic = keras.tree.map_structure(
+            lambda a: keras.KerasTensor((None, *a.shape[batched:]), keras.backend.standardize_dtype(a.dtype)),
+            keras.utils.unpack_x_y_sample_weight(sample)[0],
+        )
     else:
         symbolic = keras.tree.map_structure(
             lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
