@@ -7,7 +7,7 @@ to their ratio and the target the row is held to. Nothing here asserts a timing.
     python scripts/bench.py            # the full table, about 6 minutes on 2 cores
     python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
-    python scripts/bench.py --rows 9   # rows 2 and 3 again under KERAS_BACKEND=jax and torch, each in a child process
+    python scripts/bench.py --rows 10  # rows 2 and 3 again under KERAS_BACKEND=jax and torch, each in a child process
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import sqlite3
@@ -851,10 +852,10 @@ def machine_report(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-# -- row 9: rows 2 and 3 under the JAX and torch backends ------------------------------------------------
+# -- row 10: rows 2 and 3 under the JAX and torch backends ------------------------------------------------
 
 #: Each backend's row key; its rows run in a child process with KERAS_BACKEND set, since Keras picks its backend once, at import.
-BACKEND_ROWS = {"jax": "9a", "torch": "9b"}
+BACKEND_ROWS = {"jax": "10a", "torch": "10b"}
 
 
 def row_backends(table: Table, plan: Plan, work: Path) -> None:
@@ -882,11 +883,11 @@ def row_backends(table: Table, plan: Plan, work: Path) -> None:
 
 
 def child_backend_rows(backend: str, plan: Plan) -> None:
-    """Child process of row 9: rows 2 and 3 under ``backend``, printed as one JSON line."""
+    """Child process of row 10: rows 2 and 3 under ``backend``, printed as one JSON line."""
     import keras
 
     if keras.backend.backend() != backend:
-        raise RuntimeError(f"row 9 child: Keras runs on {keras.backend.backend()!r}, not {backend!r}; set KERAS_BACKEND before starting it")
+        raise RuntimeError(f"row 10 child: Keras runs on {keras.backend.backend()!r}, not {backend!r}; set KERAS_BACKEND before starting it")
     table = Table()
     with tempfile.TemporaryDirectory(prefix=f"tracker-bench-{backend}-") as tmp:
         row_end_of_epoch(table, plan, Path(tmp))
@@ -902,7 +903,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("5", "python -m tracker.plot / python -c pass", row_plot),
     ("6", "open_store('new.db') / python -c pass", row_open),
     ("7", "peak RSS tracked / plain", row_memory),
-    ("9", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
+    ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("8", "web view: GET /api/runs, curves API / raw SELECT", row_serve),
@@ -949,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 table.na(key, title, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 failed.append(key)
-    table.rows.sort(key=lambda r: r.key[0])  # stable: keeps each row's sub-rows in order
+    table.rows.sort(key=lambda r: int(re.match(r"\d*", r.key)[0] or 0))  # by row number; stable: keeps each row's sub-rows in order
     print()
     table.print()
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s; load average now "
