@@ -8,6 +8,7 @@ to their ratio and the target the row is held to. Nothing here asserts a timing.
     python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
     python scripts/bench.py --rows 3c  # one row: the 5.8M model's checkpoint at every epoch (~5 minutes)
+    python scripts/bench.py --rows 10  # rows 2 and 3 again under KERAS_BACKEND=jax and torch, each in a child process
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import sqlite3
@@ -1107,12 +1109,57 @@ def machine_report(plan: Plan) -> str:
         f"machine: nproc={os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), {cpu_model()}, {platform.platform()}",
         f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
         f"python {platform.python_version()}, tensorflow {tf}, keras {version('keras')}, numpy {version('numpy')}, "
-        f"sqlalchemy {version('sqlalchemy')}, alembic {version('alembic')}, sqlite {sqlite3.sqlite_version}",
+        f"sqlalchemy {version('sqlalchemy')}, alembic {version('alembic')}, sqlite {sqlite3.sqlite_version}, "
+        f"jax {version('jax')}, torch {version('torch')}",
         f"code: {code_version()}",
         f"plan: {'quick (toy sizes: a smoke test, not figures to quote)' if plan.quick else 'full'}, reps={plan.reps}; every ratio is tracker/baseline of medians, "
         "measured interleaved in this run",
     ]
     return "\n".join(lines)
+
+
+# -- row 10: rows 2 and 3 under the JAX and torch backends ------------------------------------------------
+
+#: Each backend's row key; its rows run in a child process with KERAS_BACKEND set, since Keras picks its backend once, at import.
+BACKEND_ROWS = {"jax": "10a", "torch": "10b"}
+
+
+def row_backends(table: Table, plan: Plan, work: Path) -> None:
+    """Rows 2 and 3 (end of epoch on the training thread, epoch wall time tracked / plain) on JAX and torch.
+
+    Each child measures tracker and its baselines interleaved, under its own backend, exactly as
+    rows 2 and 3 do on TensorFlow; its ratios are to plain Keras on that same backend.
+    """
+    for backend, key in BACKEND_ROWS.items():
+        title = f"{backend}: end of epoch, and epoch wall time tracked / plain"
+        if importlib.util.find_spec(backend) is None:
+            table.na(key, title, f"{backend} not installed (pip install -e '.[{backend}]')")
+            continue
+        progress(f"row {key}: rows 2 and 3 in a child process under KERAS_BACKEND={backend}")
+        argv = [sys.executable, str(Path(__file__).resolve()), "--child-backend", backend, "--reps", str(plan.reps),
+                *(["--quick"] if plan.quick else [])]
+        proc = subprocess.run(argv, cwd=work, env={**child_env(), "KERAS_BACKEND": backend}, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"row {key} child under KERAS_BACKEND={backend} exited {proc.returncode}; see its stderr above")
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        table.add(key, f"KERAS_BACKEND={backend}: rows 2 and 3, in a child process", "", "", None, "",
+                  f"keras {answer['keras']}, {backend} {answer['version']}; TensorFlow imported: {'yes' if answer['tensorflow'] else 'no'}")
+        for row in answer["rows"]:
+            table.add(key, f"  {row['what']}", row["value"], row["baseline"], row["ratio"], row["target"], row["note"])
+
+
+def child_backend_rows(backend: str, plan: Plan) -> None:
+    """Child process of row 10: rows 2 and 3 under ``backend``, printed as one JSON line."""
+    import keras
+
+    if keras.backend.backend() != backend:
+        raise RuntimeError(f"row 10 child: Keras runs on {keras.backend.backend()!r}, not {backend!r}; set KERAS_BACKEND before starting it")
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix=f"tracker-bench-{backend}-") as tmp:
+        row_end_of_epoch(table, plan, Path(tmp))
+        row_fit(table, plan, Path(tmp))
+    print(json.dumps({"rows": [dataclasses.asdict(r) for r in table.rows], "tensorflow": "tensorflow" in sys.modules,
+                      "keras": keras.__version__, "version": importlib.metadata.version(backend)}))
 
 
 # In this order: the process rows first, while this process does not hold TensorFlow (less to fork, less noise).
@@ -1122,6 +1169,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("5", "python -m tracker.plot / python -c pass", row_plot),
     ("6", "open_store('new.db') / python -c pass", row_open),
     ("7", "peak RSS tracked / plain", row_memory),
+    ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),
@@ -1142,6 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-rss", choices=["plain", "tracked"], help=argparse.SUPPRESS)
     parser.add_argument("--child-samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-backend", choices=sorted(BACKEND_ROWS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_rss:
         child_rss(args.child_rss, args.child_samples, args.child_dir)
@@ -1149,6 +1198,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps is not None and args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     plan = make_plan(args.quick, args.reps)
+    if args.child_backend:
+        child_backend_rows(args.child_backend, plan)
+        return 0
     sizes = {"serve_runs": args.serve_runs, "serve_epochs": args.serve_epochs, "serve_points": args.serve_points}
     plan = dataclasses.replace(plan, **{k: v for k, v in sizes.items() if v is not None})
     chosen = ROWS if args.rows is None else [r for r in ROWS if r[0] in args.rows.split(",")]
@@ -1166,7 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 table.na(key, title, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 failed.append(key)
-    table.rows.sort(key=lambda r: r.key[0])  # stable: keeps each row's sub-rows in order
+    table.rows.sort(key=lambda r: int(re.match(r"\d*", r.key)[0] or 0))  # by row number; stable: keeps each row's sub-rows in order
     print()
     table.print()
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s; load average now "

@@ -7,7 +7,11 @@ CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can 
 CHILD_BATCH_SLEEP=SECONDS at the start of each batch, so that a signal can land inside an epoch.
 The step options are tracker.track's; --samples sets the data size (48: three batches per epoch).
 
-Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule.
+Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule,
+and on torch dataloader (a shuffling torch DataLoader without a generator of its own: exact) and
+dataloader-generator (one given its own generator: tracker warns before the first epoch). Join cases
+with commas to prove several in one child: functional,callbacks trains the functional model with the
+callbacks. CHILD_ANNOUNCE_EPOCHS=1 prints "EPOCH-BEGIN N" to stderr as each epoch begins.
 --backend tensorflow|jax|torch sets KERAS_BACKEND before Keras is imported (default: $KERAS_BACKEND, else
 tensorflow); it is part of the command line, so `tracker resume` re-launches under the same backend.
 Each backend runs under its determinism settings: TensorFlow's op determinism, torch's deterministic
@@ -29,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-CASES_ON_SEQUENTIAL = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "schedule"}
+CASES = {"adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule", "dataloader", "dataloader-generator"}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run")
@@ -45,6 +49,11 @@ parser.add_argument("--log-every-steps", type=int)
 parser.add_argument("--steps-per-execution", type=int, default=1)
 parser.add_argument("--samples", type=int, default=48)
 args = parser.parse_args()
+cases = set(args.case.split(","))
+if not cases <= CASES or {"functional", "subclassed"} <= cases:
+    parser.error(f"--case: received {args.case!r}; expected one or more of {sorted(CASES)}, joined by commas, at most one model kind")
+if cases & {"dataloader", "dataloader-generator"} and args.backend != "torch":
+    parser.error("--case dataloader needs --backend torch")
 # Keras reads its backend once, at import.
 os.environ["KERAS_BACKEND"] = args.backend
 if args.backend != "tensorflow":
@@ -72,30 +81,38 @@ x = rng.random((args.samples, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, args.samples)
 
 
-model = tiny("sequential" if args.case in CASES_ON_SEQUENTIAL else args.case, dropout=0.3 if args.case == "dropout" else 0.0)
-lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if args.case == "schedule" else 1e-2
+model = tiny(next(iter(cases & {"functional", "subclassed"}), "sequential"), dropout=0.3 if "dropout" in cases else 0.0)
+lr = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=2, decay_rate=0.7) if "schedule" in cases else 1e-2
 model.compile(
     keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
     steps_per_execution=args.steps_per_execution,
 )
 
 fit = {"epochs": args.epochs, "verbose": 0}
-if args.case == "tfdata":
+split = args.samples * 3 // 4  # validation_split=0.25 holds out the last quarter, as the other inputs do
+if "tfdata" in cases:
     if args.backend != "tensorflow":
         parser.error("--case tfdata needs --backend tensorflow")
-    split = args.samples * 3 // 4
     train = tf.data.Dataset.from_tensor_slices((x[:split], y[:split])).shuffle(split, seed=3, reshuffle_each_iteration=True).batch(16)
     fit.update(x=train, validation_data=tf.data.Dataset.from_tensor_slices((x[split:], y[split:])).batch(16))
+elif cases & {"dataloader", "dataloader-generator"}:
+    tensors = [torch.from_numpy(a) for a in (x, y)]
+    own = {"generator": torch.Generator().manual_seed(3)} if "dataloader-generator" in cases else {}
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*(t[:split] for t in tensors)), batch_size=16, shuffle=True, **own)
+    validation = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*(t[split:] for t in tensors)), batch_size=16)
+    fit.update(x=train, validation_data=validation, shuffle=False)  # the DataLoader shuffles; Keras would warn it ignores shuffle=True
 else:
-    fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle=args.case == "shuffle")
+    fit.update(x=x, y=y, batch_size=16, validation_split=0.25, shuffle="shuffle" in cases)
 callbacks = []
-if args.case == "callbacks":
+if "callbacks" in cases:
     # min_delta is large, so the plateau and patience counters move every epoch.
     callbacks = [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.02),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, min_delta=0.02, restore_best_weights=True),
     ]
 
+if os.environ.get("CHILD_ANNOUNCE_EPOCHS"):
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: print(f"EPOCH-BEGIN {epoch}", file=sys.stderr, flush=True)))
 if os.environ.get("CHILD_EPOCH_SLEEP"):
     pause = float(os.environ["CHILD_EPOCH_SLEEP"])
     callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: time.sleep(pause)))

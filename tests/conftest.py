@@ -128,6 +128,31 @@ def same_floats(a: list[float], b: list[float]) -> bool:
 
 
 @pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[dict[str, list], dict[str, bytes]]]:
+    """``uninterrupted(backend, case)``: the curve and final state of ``tests/child_train.py`` trained 7 epochs
+    without a kill, in a fresh process; each (backend, case) is trained once per session and shared by every
+    test that compares a killed-and-resumed run against it."""
+    import subprocess
+    import sys
+
+    from tests.test_crash import CHILD, EPOCHS, _env, final_state
+    from tracker import curves
+
+    trained: dict[tuple[str, str], tuple[dict[str, list], dict[str, bytes]]] = {}
+
+    def _uninterrupted(backend: str, case: str) -> tuple[dict[str, list], dict[str, bytes]]:
+        if (backend, case) not in trained:
+            tmp = tmp_path_factory.mktemp("uninterrupted")
+            db, ckpt = str(tmp / "ref.db"), str(tmp / "ckpt")
+            command = [sys.executable, str(CHILD), "ref", str(EPOCHS), "--case", case, "--backend", backend]
+            subprocess.run(command, env=_env(db, ckpt), cwd=tmp, check=True, timeout=300)
+            trained[backend, case] = curves("ref", db=db), final_state(ckpt, "ref")
+        return trained[backend, case]
+
+    return _uninterrupted
+
+
+@pytest.fixture(scope="session")
 def keras_env():
     """Keras, imported once per session, with op determinism so runs can be compared bit for bit."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

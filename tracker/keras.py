@@ -503,6 +503,19 @@ def _symbolic(x: Any, *, first_only: bool) -> Any:
         spec = x.element_spec
         spec = spec[0] if first_only and isinstance(spec, tuple) else spec
         return keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
+    if _is_torch_loader(x):
+        # One sample read from the dataset itself: iterating the DataLoader would draw a shuffle order.
+        # An iterable dataset cannot be indexed: its first batch is read instead (before the saved
+        # generators are put back, so a draw does not count).
+        try:
+            sample, batched = x.dataset[0], False
+        except (TypeError, NotImplementedError, AttributeError):
+            sample, batched = next(iter(x)), True
+        parts = keras.utils.unpack_x_y_sample_weight(sample)
+        return keras.tree.map_structure(
+            lambda a: keras.KerasTensor((None, *a.shape[batched:]), keras.backend.standardize_dtype(a.dtype)),
+            parts[0] if first_only else tuple(p for p in parts if p is not None),
+        )
     return keras.tree.map_structure(
         lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
     )

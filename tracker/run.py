@@ -72,6 +72,9 @@ class Integration(Protocol):
     #: Distributions whose versions each attempt records, besides tracker's own.
     versions: tuple[str, ...]
 
+    def environment(self) -> dict[str, str]:
+        """What else each attempt records beside the versions, such as the framework's backend."""
+
     def attach(self, run: Run) -> Callable[[], None]:
         """Make the framework's next training call in this thread record into ``run``; return the undo."""
 
@@ -226,7 +229,7 @@ class Run:
             self._before = self._store.find_run(self.name)
             self._run, self._attempt_id = self._store.start_attempt(
                 self.name, config=self._config, checkpoint_dir=self.folder.location, force=self._force,
-                process=this_process(self._integration.versions if self._integration else ()),
+                process=this_process(self._integration.versions, self._integration.environment()) if self._integration else this_process(),
             )
         except BaseException:
             self._store.close()
@@ -630,9 +633,9 @@ def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         raise TypeError(f"Invalid value for argument `config`: it must be JSON-able ({e}).") from e
 
 
-def this_process(frameworks: tuple[str, ...] = ()) -> ProcessInfo:
+def this_process(frameworks: tuple[str, ...] = (), environment: Mapping[str, str] | None = None) -> ProcessInfo:
     """How this process was started, to record with an attempt: enough to launch it again."""
-    versions = {"python": sys.version.split()[0]}
+    versions = {"python": sys.version.split()[0], **(environment or {})}
     for dist in (*_VERSIONED, *frameworks):
         try:
             versions[dist] = importlib.metadata.version(dist)

@@ -23,7 +23,17 @@ from tracker.run import Run
 class KerasIntegration:
     """The Keras adapter (`tracker.keras`) as a `tracker.run.Integration`, imported only when used."""
 
-    versions = ("keras", "tensorflow", "tensorflow-cpu", "jax", "torch")
+    versions = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch")
+
+    def environment(self) -> dict[str, str]:
+        # Which of the installed frameworks this process trains with. Asked of Keras itself, which
+        # settles it at import from $KERAS_BACKEND or ~/.keras/keras.json; without Keras, attach
+        # fails the attempt with the reason right after.
+        try:
+            import keras
+        except ImportError:
+            return {}
+        return {"keras_backend": keras.backend.backend()}
 
     def attach(self, run: Run) -> Callable[[], None]:
         from tracker import keras as adapter
