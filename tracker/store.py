@@ -496,7 +496,12 @@ class Store:
                     f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
                 )
             rows = list(step_rows)
-            if checkpoint is not None and all(r.step != at.step for r in rows):
+            # ``at``'s row may already be committed: a time-based flush of the logged steps can commit it
+            # just before its checkpoint is handed over, with no rows buffered.
+            if checkpoint is not None and all(r.step != at.step for r in rows) and not conn.scalar(
+                sa.select(sa.func.count()).select_from(steps)
+                .where(steps.c.run_id == run.id, steps.c.step == at.step, sa.not_(steps.c.superseded))
+            ):
                 rows.append(at)
             _insert_steps(conn, run.id, attempt_id, rows, t)
             doomed: list[str] = []
