@@ -51,7 +51,8 @@ The comparison replays the same stops on the same case trained without tracker u
 sent the same signal 0.1 s after it reports the batch at which tracker's child had stopped, that is
 after its save for that batch, the instant most favourable to it. Keras restores the weights and
 optimizer of its last save but restarts the epoch recorded with them at batch 0, so it retrains the
-epoch's batches and applies the ones before its save twice. Keras has no handler for SIGTERM, so
+epoch's batches and applies the ones before its save twice. (In Keras 3.15, a restored process's saves
+before its first epoch end record epoch 0, so a second stop there restarts it from epoch 0.) Keras has no handler for SIGTERM, so
 there a SIGTERM is a kill. Its final process is stopped after its first batch, which is all the count
 needs; its curve is not compared.
 """
@@ -337,8 +338,9 @@ def stop(child: Child, s: Stop) -> bool:
 def resolve(s: Stop, rng: random.Random, config: Config, resume_at: int) -> Stop | None:
     """Fix a planned stop of a resume to a point after where it starts (None: no such point)."""
     if s.kind in STOPS:
-        low = resume_at + 1
-        return dataclasses.replace(s, after=rng.randint(low, EPOCHS * BATCHES - 2)) if low <= EPOCHS * BATCHES - 2 else None
+        # At least one more batch boundary after the stop lands, so that it lands inside training.
+        low, high = resume_at + 1, EPOCHS * BATCHES - 2 * config.spe
+        return dataclasses.replace(s, after=rng.randint(low, high)) if low <= high else None
     labels = [lab for lab in config.labels() if position(lab + (0,)) > resume_at]
     # Retention deletes a step checkpoint only once two newer ones are committed.
     labels = labels[2:] if s.kind == "during-retention" else labels
@@ -418,7 +420,12 @@ def final_checks(db: Path, reference: dict, out: Outcome) -> None:
     ours = _results(db)
     for what in ("curve", "steps", "weights"):
         if ours[what] != reference[what]:
-            out.violations.append(f"final {what} differ from the uninterrupted run's")
+            detail = ""
+            if what == "steps" and ours["steps"]["step"] != reference["steps"]["step"]:
+                extra = sorted(set(ours["steps"]["step"]) - set(reference["steps"]["step"]))
+                lost = sorted(set(reference["steps"]["step"]) - set(ours["steps"]["step"]))
+                detail = f" (steps logged that it never logs: {extra}; not logged: {lost})"
+            out.violations.append(f"final {what} differ from the uninterrupted run's{detail}")
 
 
 def _results(db: Path) -> dict:
