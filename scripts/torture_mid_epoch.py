@@ -41,9 +41,10 @@ For each stop:
   boundary, the training thread keeps going until it waits for the paused write (one to three
   batches later); the kill comes 0.3 s after the pause, and those batches count as trained.
 - *retrained* = that position minus the position of the first batch the next process trains
-  (from its first report), or 0 if it starts later; *applied twice* = the optimizer step the next
-  process starts from minus that position: updates that the weights had already received and
-  receive again.
+  (from its first report), or 0 if it starts later; *applied twice* = those of them that the
+  restored weights had already received: retrained minus the updates lost (the stopped process's
+  optimizer step minus the one the next process starts from). tracker must apply none twice.
+  A stop whose next process trains nothing (the run had ended) is not counted.
 
 The comparison replays the same stops on the same case trained without tracker under
 ``keras.callbacks.BackupAndRestore(dir, save_freq=N)`` (N = the trial's ``checkpoint_every_steps``;
@@ -168,8 +169,10 @@ class Count:
 
     kind: str
     position: int | None  # the stopped process's last reported batch
+    iterations: int | None  # and its optimizer step then
     ours: tuple[int, int] | None = None  # tracker: (retrained, applied twice)
     theirs: tuple[int, int] | None = None  # BackupAndRestore
+    where_theirs: Count | None = None  # where BackupAndRestore's process was at the same stop
 
 
 @dataclass
@@ -238,6 +241,10 @@ class Child:
     @property
     def last(self) -> int | None:
         return position(self.reports[-1]) if self.reports else None
+
+    @property
+    def last_iterations(self) -> int | None:
+        return self.reports[-1][2] if self.reports else None
 
 
 def env(workdir: Path, pause_at: str | None = None, *, sleep: bool = False) -> dict[str, str]:
@@ -370,7 +377,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
             if rc != 0:
                 out.violations.append(f"{kind}: the child failed with {rc}: {child.tail[-3:]}")
             break
-        out.counts.append(Count(kind, child.last))
+        out.counts.append(Count(kind, child.last, child.last_iterations))
         if out.counts[-2:-1]:
             _count_ours(out.counts[-2], child, resume_at, plan.config.spe, out.violations)
         check(db, state, out.violations, f"after {kind}")
@@ -404,16 +411,25 @@ def _count_ours(count: Count, child: Child, resume_at: int, spe: int, violations
     if child.first is None:
         return
     start, step = position(child.first) - spe, child.first[2] - spe
-    count.ours = retrained(count.position, child.first, spe)
+    count.ours = retrained(count, child.first, spe)
     if (start, step) != (resume_at, resume_at):
         violations.append(f"the resume trained batch {start} first with the optimizer at step {step}, "
                           f"but the newest committed checkpoint is at batch {resume_at}")
 
 
-def retrained(stopped_at: int | None, first: tuple[int, int, int], spe: int) -> tuple[int, int]:
-    """(batches run again, updates applied twice) by a process whose first report is ``first``."""
+def retrained(stopped: Count, first: tuple[int, int, int], spe: int) -> tuple[int, int]:
+    """(batches run again, updates applied twice) by the process after ``stopped``, whose first report is ``first``.
+
+    The process starts at data position ``start`` with the optimizer at step ``first[2] - spe``; the stopped
+    one was at ``stopped.position`` with its optimizer at ``stopped.iterations``: the difference of those
+    steps is the work lost, and the rest of the batches run again were already in the restored weights.
+    """
+    if stopped.position is None:
+        return 0, 0
     start = position(first) - spe
-    return max(0, (stopped_at or 0) - start), max(0, first[2] - spe - start)
+    again = max(0, stopped.position - start)
+    lost = stopped.iterations - (first[2] - spe)
+    return again, max(0, again - lost)
 
 
 def final_checks(db: Path, reference: dict, out: Outcome) -> None:
@@ -448,20 +464,21 @@ def backup_and_restore_trial(workdir: Path, plan: Plan, landed: list[tuple[str, 
     """Replay the landed stops on Keras's BackupAndRestore(save_freq=N) and count its retrained batches."""
     folder = workdir / "bar"
     command = train_command(plan, "--backup-and-restore", str(folder), "--backup-save-freq", str(plan.config.every))
-    previous: tuple[Count, int | None] | None = None  # the last stop, and where its process was
+    previous: Count | None = None  # the last stop, with where BackupAndRestore's process was then
     for (_, s, at), count in [*zip(landed, out.counts), ((None, None, None), None)]:
         child = Child(command, env(workdir, sleep=count is not None), workdir)
         if previous is not None:
             if not child.wait_for(lambda: bool(child.reports)):
                 out.bar_failed.append(f"exit {child.end()}: {child.tail[-1:]}")
                 return
-            previous[0].theirs = retrained(previous[1], child.first, plan.config.spe)
+            previous.theirs = retrained(previous.where_theirs, child.first, plan.config.spe)
         if count is None or at is None or not child.wait_for(lambda: child.reached(at)):
             child.end(signal.SIGKILL)
             return
         time.sleep(BAR_DELAY)
         child.end(s.signum)
-        previous = count, child.last
+        previous = count
+        count.where_theirs = Count(count.kind, child.last, child.last_iterations)
 
 
 # -- planning, references, the report -------------------------------------------------------------
@@ -557,6 +574,12 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
     failed = [f for o in outcomes for f in o.bar_failed]
     if failed:
         print(f"BackupAndRestore failed to restart after {len(failed)} stops: {Counter(failed).most_common(3)}")
+    ours = [c for c in counts if c.ours]
+    print(f"tracker, over all {len(ours)} stops followed by a resume that trained: retrained {sum(c.ours[0] for c in ours)} "
+          f"batches (max {max([c.ours[0] for c in ours], default=0)} after one stop), applied twice {sum(c.ours[1] for c in ours)}")
+    sigterms = [c for c in ours if c.kind.startswith("SIGTERM")]
+    if sigterms:
+        print(f"after SIGTERM, tracker retrained 0 batches in {sum(c.ours[0] == 0 for c in sigterms)} of {len(sigterms)} stops")
     both = [c for c in counts if c.ours and c.theirs]
     if not both:
         return
@@ -574,6 +597,3 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
 
         print(f"  {name:40s} {len(group):5d}   {stat([c.ours[0] for c in group]):>18s} {sum(c.ours[1] for c in group):5d}   "
               f"{stat([c.theirs[0] for c in group]):>27s} {sum(c.theirs[1] for c in group):5d}")
-    sigterms = [c for c in both if c.kind.startswith("SIGTERM")]
-    if sigterms:
-        print(f"  after SIGTERM, tracker retrained 0 batches in {sum(c.ours[0] == 0 for c in sigterms)} of {len(sigterms)} stops")
