@@ -64,6 +64,7 @@ import argparse
 import dataclasses
 import hashlib
 import random
+import re
 import signal
 import sqlite3
 import statistics
@@ -98,6 +99,7 @@ SETTLE = 0.3
 BAR_DELAY = 0.1
 CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
 STOPS = ("random SIGKILL", "SIGTERM")
+REPORT = re.compile(r"CHILD-STEP (\d+) (\d+) (\d+)")
 
 
 @dataclass(frozen=True)
@@ -202,14 +204,12 @@ class Child:
         self._reader.start()
 
     def _read(self) -> None:
+        # Searched anywhere in a line: two threads of the child write to stderr, and their lines can meet.
         for line in self.proc.stderr:
             with self._cond:
-                if line.startswith("CHILD-STEP "):
-                    self.reports.append(tuple(int(v) for v in line.split()[1:4]))
-                elif line.startswith("TRACKER-PAUSED"):
-                    self.paused = True
-                else:
-                    self.tail = [*self.tail[-8:], line.rstrip()]
+                self.reports += [tuple(map(int, m)) for m in REPORT.findall(line)]
+                self.paused = self.paused or "TRACKER-PAUSED" in line
+                self.tail = [*self.tail[-8:], line.rstrip()]
                 self._cond.notify_all()
         with self._cond:
             self._done = True

@@ -111,7 +111,9 @@ if os.environ.get("CHILD_REPORT_STEPS"):
     # under BackupAndRestore the line comes after its save for that batch.
     def report(batch, logs):
         iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        print(f"CHILD-STEP {report.epoch} {batch + 1} {iterations}", file=sys.stderr, flush=True)
+        # One write: print() writes the newline apart, and tracker's writer thread may write in between.
+        sys.stderr.write(f"CHILD-STEP {report.epoch} {batch + 1} {iterations}\n")
+        sys.stderr.flush()
 
     report.epoch = 0
     reporting.append(keras.callbacks.LambdaCallback(
