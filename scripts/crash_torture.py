@@ -2,6 +2,11 @@
 
 Usage:
     python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1] [--serve] [--backend jax]
+    python scripts/crash_torture.py --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backup-and-restore-every K]
+
+With ``--mid-epoch``, the runs checkpoint inside epochs and are stopped at the write boundaries of step
+checkpoints, at random batches, and by SIGTERM; `scripts/torture_mid_epoch.py` says what it checks and
+how it counts the batches retrained by tracker and by Keras's ``BackupAndRestore(save_freq=N)``.
 
 Each trial trains a tiny model (tests/child_train.py, cycling through the exact-resume cases)
 and kills it with SIGKILL: either while it is paused at a named write boundary of an epoch
@@ -338,7 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true",
                         help="serve each trial's database with python -m tracker.serve and a page's traffic while it trains")
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow", help="the Keras backend of every child (default tensorflow)")
+    parser.add_argument("--mid-epoch", action="store_true",
+                        help="runs that checkpoint inside epochs, stopped at a step checkpoint's write boundaries, at random and by SIGTERM "
+                             "(see scripts/torture_mid_epoch.py)")
+    parser.add_argument("--backup-and-restore-every", type=int, default=1, metavar="K",
+                        help="with --mid-epoch, replay the stops on BackupAndRestore in every K-th trial only (default 1: all)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="with --mid-epoch, start no trial after this many seconds; the report covers the trials run")
     args = parser.parse_args(argv)
+    if args.mid_epoch:
+        if args.serve:
+            parser.error("--serve is not supported with --mid-epoch")
+        import torture_mid_epoch  # noqa: PLC0415 - beside this script
+
+        return torture_mid_epoch.main(args)
     rng = random.Random(args.seed)
     plans = [plan(rng, i, args.backend) for i in range(args.trials)]
     cases = sorted({p.case for p in plans})

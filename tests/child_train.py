@@ -4,7 +4,8 @@ Usage: python child_train.py RUN EPOCHS [--case CASE] [--backend BACKEND] [--exp
        [--every-steps N] [--every-seconds T] [--log-every-steps N] [--steps-per-execution K] [--samples N]
 The database and checkpoint folder come from TRACKER_DB and TRACKER_CHECKPOINT_DIR.
 CHILD_EPOCH_SLEEP=SECONDS sleeps at the start of each epoch, so that a test can watch epochs arrive;
-CHILD_BATCH_SLEEP=SECONDS at the start of each batch, so that a signal can land inside an epoch.
+CHILD_BATCH_SLEEP=SECONDS at the start of each batch, so that a signal can land inside an epoch;
+CHILD_REPORT_STEPS=1 prints ``CHILD-STEP <epoch> <batches of it done> <optimizer iterations>`` to stderr at each batch end.
 The step options are tracker.track's; --samples sets the data size (48: three batches per epoch).
 
 Cases (issue: exact resume): adam, shuffle, dropout, tfdata, callbacks, functional, subclassed, schedule,
@@ -120,15 +121,31 @@ if os.environ.get("CHILD_BATCH_SLEEP"):
     batch_pause = float(os.environ["CHILD_BATCH_SLEEP"])
     callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: time.sleep(batch_pause)))
 
+reporting = []
+if os.environ.get("CHILD_REPORT_STEPS"):
+    # For the torture script's count of retrained batches: at each batch end, the epoch, the batches of it
+    # done, and the optimizer's step (which counts a batch trained twice twice). Last in the list, so that
+    # under BackupAndRestore the line comes after its save for that batch.
+    def report(batch, logs):
+        iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        # One write: print() writes the newline apart, and tracker's writer thread may write in between.
+        sys.stderr.write(f"CHILD-STEP {report.epoch} {batch + 1} {iterations}\n")
+        sys.stderr.flush()
+
+    report.epoch = 0
+    reporting.append(keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: setattr(report, "epoch", epoch), on_train_batch_end=report))
+
 if args.backup_and_restore:
     folder = args.backup_and_restore
     os.makedirs(folder, exist_ok=True)
     model.build((None, 8, 8, 1))  # BackupAndRestore cannot restore into an unbuilt model
     backup = keras.callbacks.BackupAndRestore(folder, save_freq=args.backup_save_freq or "epoch")
-    callbacks += [backup, keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True)]
+    callbacks += [backup, keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True), *reporting]
     model.fit(callbacks=callbacks, **fit)
 else:
     steps = {"checkpoint_every_steps": args.every_steps, "checkpoint_every_seconds": args.every_seconds, "log_every_steps": args.log_every_steps}
+    callbacks += reporting
     with tracker.track(args.run, config={"case": args.case}, **steps) as run:
         if args.explicit:
             model.fit(callbacks=[*callbacks, run.callback], initial_epoch=run.initial_epoch, **fit)

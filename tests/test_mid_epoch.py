@@ -162,3 +162,21 @@ def _epochs(db: str, run: str) -> list[int]:
         return tracker.curves(run, db=db)["epoch"]
     except tracker.TrackerError:
         return []
+
+
+def test_a_resume_logs_the_steps_an_uninterrupted_run_logs(tmp_path: Path) -> None:
+    """Found by crash_torture --mid-epoch: with log_every_steps=2, a run resumed from the step checkpoint at
+    step 2 logged step 3 (the first batch after the resume), which the uninterrupted run never logs, so the
+    curve by step differed from it (steps 2, 3, 4, ... instead of 2, 4, 6, ...)."""
+    options = ["--every-steps", "1", "--log-every-steps", "2", *SAMPLES]
+    ref_db = str(tmp_path / "ref.db")
+    subprocess.run([sys.executable, str(CHILD), "ref", "2", *options], env=_env(ref_db, str(tmp_path / "ref-ckpt")),
+                   cwd=tmp_path, check=True, timeout=300)
+    expected = tracker.curves("ref", db=ref_db, by="step")
+    assert expected["step"] == [2, 4, 6]
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    run_and_kill([sys.executable, str(CHILD), "r", "2", *options], _env(db, ckpt, "after-commit:0.2"), tmp_path)
+    resumed = subprocess.run([sys.executable, "-m", "tracker.resume", "r"], env=_env(db, ckpt), cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tracker.curves("r", db=db, by="step") == expected

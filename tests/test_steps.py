@@ -208,3 +208,20 @@ def test_a_stop_signal_outside_training_stops_the_block_and_records_preempted(db
     attempts = store.attempts(store.get_run("r").id)
     store.close()
     assert [a.status for a in attempts] == ["preempted"]
+
+
+def test_a_step_checkpoint_at_a_step_already_logged_and_flushed_is_committed(db, ckpt):
+    """Found by crash_torture --mid-epoch: with log_every_steps=1 and checkpoint_every_steps=1, the per-step
+    metrics flush (after STEP_FLUSH_SECONDS) can commit step s just before step s's checkpoint is handed
+    over with no buffered rows; that checkpoint's commit then inserted step s a second time and failed
+    (UNIQUE constraint ux_steps_live), ending the run."""
+    run = _open(db, ckpt, checkpoint_every_steps=1, log_every_steps=1)
+    at = StepValues(0, 1, 1, {"loss": 0.9})
+    run.commit_step(at, None, None, step_rows=[at])  # the time-based flush of the logged step
+    run.commit_step(StepValues(0, 1, 1, {}), _state(1), {})  # that step's checkpoint, no rows buffered
+    run.finish("crashed")
+
+    run = _open(db, ckpt)
+    assert (run.initial_epoch, run.initial_batch) == (0, 1)
+    run.finish("completed")
+    assert tracker.curves("r", db=db, by="step") == {"step": [1], "epoch": [0], "loss": [0.9]}

@@ -225,6 +225,14 @@ class StepTracker(TrackerCallback):
         super().__init__(run, **kwargs)
         self._last_logged = 0
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        first = not self._checked_first_epoch
+        super().on_epoch_begin(epoch, logs)
+        if first:
+            # Count from the resume point, as the schedule does: a resumed run then logs the steps an
+            # uninterrupted one logs (multiples of log_every_steps), not also its first batch.
+            self._last_logged = keras_state.global_step(self.model)
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if not self.run.is_writer:
             return
