@@ -551,7 +551,8 @@ class Run:
     def _release_stop_signals(self) -> None:
         handlers, self._previous_handlers = self._previous_handlers, {}
         for signum, previous in handlers.items():
-            signal.signal(signum, previous)
+            # None: the handler was not set from Python; the default is the best that can be put back.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
 
     def _stop_requested(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
