@@ -7,7 +7,6 @@ import math
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
