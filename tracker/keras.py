@@ -133,9 +133,7 @@ class TrackerCallback(keras.callbacks.Callback):
     def on_test_begin(self, logs: dict | None = None) -> None:
         # Validation inside fit is about to reset the metrics: a stop signal that cut the epoch short saves now.
         if self.run.preempt_requested and self._training:
-            done = keras_state.global_step(self.model) - self._step0
-            if not self._epoch_complete(done):
-                self._preempt_inside(done)
+            self._preempt_if_cut_short()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._skip.remove()
@@ -146,9 +144,7 @@ class TrackerCallback(keras.callbacks.Callback):
         self.run.flush()
         preempted = self.run.preempt_requested
         if preempted:
-            done = keras_state.global_step(self.model) - self._step0
-            if not self._epoch_complete(done):
-                self._preempt_inside(done)
+            self._preempt_if_cut_short()
         logs = logs or {}
         if not self._monitor_resolved:
             self._monitor_resolved = True
@@ -180,6 +176,12 @@ class TrackerCallback(keras.callbacks.Callback):
     def _stop_soon(self) -> None:
         # Called from the signal handler: Keras ends the epoch's batch loop after the current batch.
         self.model.stop_training = True
+
+    def _preempt_if_cut_short(self) -> None:
+        """After a stop signal ended the batch loop: save and stop here unless the epoch had trained all its batches."""
+        done = keras_state.global_step(self.model) - self._step0
+        if not self._epoch_complete(done):
+            self._preempt_inside(done)
 
     def _epoch_complete(self, done: int) -> bool:
         steps = self.params.get("steps")

@@ -451,7 +451,7 @@ class Store:
         if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
             best_epoch, best_value = epoch, values[run.monitor]
         with self._write() as conn:
-            self._fence(conn, run, attempt_id, epoch, best_epoch, best_value, t)
+            self._fence(conn, run, attempt_id, t, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value)
             epoch_id = conn.execute(
                 epochs.insert().values(
                     run_id=run.id, attempt_id=attempt_id, epoch=epoch, committed_at=t,
@@ -491,13 +491,7 @@ class Store:
         """
         t = now()
         with self._write() as conn:
-            fenced = conn.execute(
-                runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t)
-            ).rowcount
-            if fenced != 1:
-                raise RunLockedError(
-                    f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
-                )
+            self._fence(conn, run, attempt_id, t)
             _insert_steps(conn, run.id, attempt_id, step_rows, t)
             doomed: list[str] = []
             if checkpoint is not None:
@@ -515,17 +509,14 @@ class Store:
         return dataclasses.replace(run, updated_at=t), doomed
 
     @staticmethod
-    def _fence(
-        conn: sa.Connection, run: RunRow, attempt_id: int, last_epoch: int, best_epoch: int | None, best_value: float | None, t: datetime
-    ) -> None:
-        """Update the run's summary, refused with `RunLockedError` unless ``attempt_id`` is still its writer.
+    def _fence(conn: sa.Connection, run: RunRow, attempt_id: int, t: datetime, **summary: object) -> None:
+        """Update the run's summary (``updated_at=t`` and ``summary``), refused with `RunLockedError` unless
+        ``attempt_id`` is still its writer.
 
         The summary update doubles as the fence: it matches no row once another attempt took over.
         """
         fenced = conn.execute(
-            runs.update()
-            .where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id)
-            .values(last_epoch=last_epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+            runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t, **summary)
         ).rowcount
         if fenced != 1:
             raise RunLockedError(
@@ -547,7 +538,7 @@ class Store:
                 best_epoch, best_value = epoch, values[run.monitor]
         last = rows[-1][0]
         with self._write() as conn:
-            self._fence(conn, run, attempt_id, last, best_epoch, best_value, t)
+            self._fence(conn, run, attempt_id, t, last_epoch=last, best_epoch=best_epoch, best_value=best_value)
             ids = conn.execute(
                 epochs.insert().returning(epochs.c.id, sort_by_parameter_order=True),
                 [
