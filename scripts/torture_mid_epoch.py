@@ -5,9 +5,12 @@ Usage:
         [--no-backup-and-restore | --backup-and-restore-every K]
 
 Each trial trains a tiny model for 3 epochs of 6 batches (tests/child_train.py, ``--samples 128``)
-with step checkpoints, cycling through the exact-resume cases, each with its own configuration
+with checkpoints inside epochs, cycling through the exact-resume cases, each with its own configuration
 (`CONFIGS`: ``checkpoint_every_steps`` 1, 2 or 3, ``log_every_steps`` 1, 2 or none, and
-``steps_per_execution=2`` for ``schedule``). A trial's first process is stopped in one of three ways:
+``steps_per_execution=2`` for ``schedule``), and a ninth, ``seconds``: the shuffle case under
+``checkpoint_every_seconds=0.7`` (about every fourth batch with the batch sleep below, so that some
+epoch ends commit without a file and a resume supersedes them). A trial's first process is stopped in one
+of three ways (``seconds``: the last two only, as its checkpoints fall at no fixed batch):
 
 - ``<boundary> (step)``: SIGKILL while it is paused at a write boundary of a step checkpoint
   (``TRACKER_TEST_PAUSE_AT=<boundary>:<epoch>.<batch>``; the first six trials hit each boundary once);
@@ -21,9 +24,10 @@ About a third of the trials stop the resume (``python -m tracker.resume r``) the
 then the run is resumed to its end.
 
 After every stop it checks, besides crash_torture's invariants (``PRAGMA integrity_check``; the newest
-committed epoch's file exists with its recorded size and sha256; no committed epoch lost; each epoch
+committed epoch file exists with its recorded size and sha256; no committed epoch lost; each epoch
 once): every checkpoint file a committed row keeps (epoch ends and steps) has its recorded size and
-sha256; the newest committed checkpoint is never older than before the stop; no live step is recorded
+sha256; the newest committed checkpoint is never older than before the stop, and no epoch it covers is
+lost (under ``seconds``, a resume supersedes the epochs committed after it); no live step is recorded
 twice (in ``tracker.curves(run, by="step")`` and in the tables); a paused step checkpoint is committed
 exactly when the pause was after its commit; after SIGTERM, the exit status, the ``preempted``
 attempt, and a resume point exactly at the batch where the child stopped. After each resume: the
@@ -97,21 +101,28 @@ BATCH_SLEEP = 0.2
 SETTLE = 0.3
 #: BackupAndRestore's child is stopped this long after it reports the batch: after its save for that batch.
 BAR_DELAY = 0.1
-CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
+CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule", "seconds")
 STOPS = ("random SIGKILL", "SIGTERM")
 REPORT = re.compile(r"CHILD-STEP (\d+) (\d+) (\d+)")
 
 
 @dataclass(frozen=True)
 class Config:
-    """A case's step options: ``checkpoint_every_steps``, ``log_every_steps`` and ``steps_per_execution``."""
+    """A case's step options: ``checkpoint_every_steps`` (or ``checkpoint_every_seconds``), ``log_every_steps``
+    and ``steps_per_execution``; ``child`` is the case tests/child_train.py trains, if not the torture case's name.
+
+    ``every`` is also BackupAndRestore's ``save_freq`` in the comparison.
+    """
 
     every: int
     log: int | None = None
     spe: int = 1
+    seconds: float | None = None
+    child: str | None = None
 
     def args(self) -> list[str]:
-        out = ["--every-steps", str(self.every), "--samples", str(SAMPLES)]
+        every = ["--every-seconds", str(self.seconds)] if self.seconds else ["--every-steps", str(self.every)]
+        out = [*every, "--samples", str(SAMPLES)]
         if self.log:
             out += ["--log-every-steps", str(self.log)]
         if self.spe > 1:
@@ -119,12 +130,16 @@ class Config:
         return out
 
     def describe(self) -> str:
-        return f"every {self.every}" + (f", log {self.log}" if self.log else "") + (f", spe {self.spe}" if self.spe > 1 else "")
+        every = f"every {self.seconds:g} s" if self.seconds else f"every {self.every}"
+        return every + (f", log {self.log}" if self.log else "") + (f", spe {self.spe}" if self.spe > 1 else "")
 
     def labels(self) -> list[tuple[int, int]]:
         """Every step checkpoint of an uninterrupted run, as ``(epoch, batches done)``: the rule of
-        `tracker.schedule.CheckpointSchedule`, with every epoch end a checkpoint."""
-        out = []
+        `tracker.schedule.CheckpointSchedule`, with every epoch end a checkpoint. None under ``seconds``:
+        where those fall depends on the clock."""
+        out: list[tuple[int, int]] = []
+        if self.seconds:
+            return out
         for epoch in range(EPOCHS):
             last = epoch * BATCHES
             for done in range(self.spe, BATCHES, self.spe):
@@ -138,6 +153,7 @@ class Config:
 CONFIGS = {
     "adam": Config(1, 1), "shuffle": Config(2, 1), "dropout": Config(1, 2), "tfdata": Config(2),
     "callbacks": Config(1, 1), "functional": Config(3, 1), "subclassed": Config(1), "schedule": Config(2, 2, spe=2),
+    "seconds": Config(4, 1, seconds=0.7, child="shuffle"),
 }
 
 
@@ -260,7 +276,7 @@ def env(workdir: Path, pause_at: str | None = None, *, sleep: bool = False) -> d
 
 
 def train_command(plan: Plan, *extra: str) -> list[str]:
-    return [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.case, "--backend", plan.backend, *plan.config.args(), *extra]
+    return [sys.executable, str(CHILD), "r", str(EPOCHS), "--case", plan.config.child or plan.case, "--backend", plan.backend, *plan.config.args(), *extra]
 
 
 # -- the database, read without tracker's own code --------------------------------------------------
@@ -292,14 +308,21 @@ def newest(db: Path) -> int | None:
     return kept[-1][0] if kept else None
 
 
-def check(db: Path, state: dict, violations: list[str], when: str) -> None:
-    """The invariants after a stop; ``state`` carries the live epochs and the newest checkpoint seen before."""
+def check(db: Path, state: dict, violations: list[str], when: str, *, supersedes: bool = False) -> None:
+    """The invariants after a stop; ``state`` carries the live epochs and the newest checkpoint seen before.
+
+    ``supersedes``: epochs may commit without a file (``checkpoint_every_seconds``), so a resume may
+    supersede those after the newest checkpoint; the ones it covers must stay.
+    """
     try:
         live = invariants.check(str(db), "r")
     except AssertionError as e:
         violations.append(f"{when}: {e}")
         return
-    if live[: len(state["epochs"])] != state["epochs"]:
+    kept = state["epochs"]
+    if supersedes:
+        kept = [e for e in kept if (e + 1) * BATCHES <= (state["newest"] or 0)]
+    if live[: len(kept)] != kept:
         violations.append(f"{when}: committed epochs {state['epochs']} became {live}")
     state["epochs"] = live
     for at, path, size, sha in kept_checkpoints(db):
@@ -380,7 +403,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
         out.counts.append(Count(kind, child.last, child.last_iterations))
         if out.counts[-2:-1]:
             _count_ours(out.counts[-2], child, resume_at, plan.config.spe, out.violations)
-        check(db, state, out.violations, f"after {kind}")
+        check(db, state, out.violations, f"after {kind}", supersedes=bool(plan.config.seconds))
         if s.label is not None:
             at = s.label[0] * BATCHES + s.label[1]
             committed = any(c[0] == at for c in kept_checkpoints(db))
@@ -401,7 +424,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
         out.violations.append(f"final resume failed with {rc}: {child.tail[-3:]}")
     if out.counts:
         _count_ours(out.counts[-1], child, resume_at, plan.config.spe, out.violations)
-    check(db, state, out.violations, "final")
+    check(db, state, out.violations, "final", supersedes=bool(plan.config.seconds))
     final_checks(db, reference, out)
     return landed
 
@@ -490,16 +513,17 @@ def plan(rng: random.Random, index: int, backend: str) -> Plan:
     cases = CASES if backend == "tensorflow" else tuple("shuffle" if c == "tfdata" else c for c in CASES)
     case = cases[index % len(cases)]
     config = CONFIGS[case]
-    if index < len(BOUNDARIES):
+    kinds = [*STOPS] if config.seconds else [*BOUNDARIES, *STOPS, *STOPS]  # a third each: boundaries, random SIGKILL, SIGTERM
+    if index < len(BOUNDARIES) and not config.seconds:
         kind = BOUNDARIES[index]
     elif index < len(BOUNDARIES) + len(STOPS):
-        kind = STOPS[index - len(BOUNDARIES)]
+        kind = STOPS[index % len(STOPS)]
     else:
-        kind = rng.choice([*BOUNDARIES, *STOPS, *STOPS])  # a third each: boundaries, random SIGKILL, SIGTERM
+        kind = rng.choice(kinds)
     first = resolve(Stop(kind), rng, config, 0)
     stops = [first]
     if rng.random() < 0.35:
-        stops.append(Stop(rng.choice([*BOUNDARIES, *STOPS, *STOPS])))
+        stops.append(Stop(rng.choice(kinds)))
     delay = rng.uniform(0.0, 0.35)
     stops = [dataclasses.replace(s, delay=delay) for s in stops]
     return Plan(case, backend, config, stops, seed=rng.randrange(2**32))

@@ -40,9 +40,10 @@ def check(db: str, run: str, checkpoint_dir: str | None = None) -> list[int]:
         engine.dispose()
     epochs = [r[0] for r in rows]
     assert epochs == list(range(len(epochs))), f"live epochs are not exactly 0..N-1: {epochs}"
-    if rows:
+    with_file = [r for r in rows if r[1] is not None]  # under checkpoint_every_seconds, some epochs have none
+    if with_file:
         # Raises if the newest committed checkpoint is missing or differs from what its row recorded.
-        newest = FileInfo(*rows[-1][1:])
+        newest = FileInfo(*with_file[-1][1:])
         if checkpoint_dir is not None:
             newest = checkpoint.open_folder(checkpoint_dir, run).locate(newest)
         checkpoint.read_verified(newest)
