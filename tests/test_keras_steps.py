@@ -202,3 +202,24 @@ def test_a_generator_input_warns_before_training_and_gets_no_checkpoint_inside_e
     messages = [str(w.message) for w in caught]
     assert any("no checkpoint inside epochs" in m and "Python generator" in m for m in messages), messages
     assert _checkpoints(db, "r") == ["epoch 1", "epoch 0"]
+
+
+def test_an_input_of_unknown_length_warns_and_gets_no_checkpoint_inside_epochs(make_model, data, db, ckpt):
+    """Keras ends such an epoch by finding one more step empty: a checkpoint after the last batch would pass for
+    one inside the epoch, and a resume from it would start an epoch with no batch (train metrics lost; JAX fails)."""
+    import tensorflow as tf
+
+    x, y = data
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(4)  # 9 batches, cardinality unknown
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracker.track("r", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=2, keep_last_steps=None):
+            make_model().fit(unknown, epochs=2, verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert any("no checkpoint inside epochs" in m and "unknown cardinality" in m and "assert_cardinality" in m for m in messages), messages
+    assert _checkpoints(db, "r") == ["epoch 1", "epoch 0"]
+
+    known = unknown.apply(tf.data.experimental.assert_cardinality(9))
+    with tracker.track("k", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=4, keep_last=None, keep_last_steps=None):
+        make_model().fit(known, epochs=1, verbose=0)
+    assert _checkpoints(db, "k") == ["epoch 0", "epoch 0, batch 8", "epoch 0, batch 4"]

@@ -66,6 +66,17 @@ class TrackerCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.run.fit_started()
         self.run.on_preempt(self._stop_soon)
+        if self._inside and self.params.get("steps") is None:
+            # Keras tries one more step at the end of such an input's epoch and finds it empty, so a
+            # checkpoint after the last batch would look like one inside the epoch, and a resume from it
+            # would start an epoch with no batch left, which Keras cannot log (or, on JAX, run).
+            self._inside = False
+            if self.run.schedule.inside_epochs:
+                _warn_no_checkpoints_inside(
+                    self.run, "fit does not know how many batches an epoch has: a tf.data input of unknown cardinality, "
+                    "or a loader without a length", stacklevel=2,
+                    fix="To checkpoint inside epochs, give the input its length, e.g. "
+                    "dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch)).")
         point = self.run.take_resume_point()
         if point is None:
             return
@@ -468,13 +479,17 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
             stacklevel=3,
         )
         if run.schedule.inside_epochs:
-            warnings.warn(
-                f"Run {run.name!r}: no checkpoint inside epochs with this input ({reason}), since a resume could not find "
-                "its place in the data: checkpoint_every_steps/_seconds fall back to epoch ends, and a stop signal "
-                "stops at the next batch without saving it (the resume point stays the newest epoch end).",
-                stacklevel=3,
-            )
+            _warn_no_checkpoints_inside(run, f"{reason}, so a resume could not find its place in the data", stacklevel=3)
     return reason is None
+
+
+def _warn_no_checkpoints_inside(run: Run, why: str, *, stacklevel: int, fix: str = "") -> None:
+    warnings.warn(
+        f"Run {run.name!r}: no checkpoint inside epochs with this input ({why}): checkpoint_every_steps/_seconds "
+        "fall back to epoch ends, and a stop signal stops at the next batch without saving it (the resume point "
+        f"stays the newest epoch end). {fix}".rstrip(),
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _is_torch_loader(x: Any) -> bool:
