@@ -223,3 +223,26 @@ def test_an_input_of_unknown_length_warns_and_gets_no_checkpoint_inside_epochs(m
     with tracker.track("k", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=4, keep_last=None, keep_last_steps=None):
         make_model().fit(known, epochs=1, verbose=0)
     assert _checkpoints(db, "k") == ["epoch 0", "epoch 0, batch 8", "epoch 0, batch 4"]
+
+
+def test_steps_per_epoch_across_passes_warns_and_gets_no_checkpoint_inside_epochs(make_model, data, db, ckpt):
+    """With steps_per_epoch, Keras keeps one iterator running across epochs (here over a repeated input), so a
+    resume that restarts the input would train other batches than an uninterrupted run; one pass per epoch is exact."""
+    import tensorflow as tf
+
+    x, y = data
+    repeated = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracker.track("r", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=2, keep_last_steps=None):
+            make_model().fit(repeated, steps_per_epoch=5, epochs=2, verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert any("no checkpoint inside epochs" in m and "steps_per_epoch" in m for m in messages), messages
+    assert _checkpoints(db, "r") == ["epoch 1", "epoch 0"]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracker.track("one-pass", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=4, keep_last_steps=None):
+            make_model().fit(x, y, steps_per_epoch=9, epochs=1, **FIT)  # 36 training samples, batches of 4
+    assert not [str(w.message) for w in caught if "Run 'one-pass'" in str(w.message)]
+    assert _checkpoints(db, "one-pass") == ["epoch 0", "epoch 0, batch 8", "epoch 0, batch 4"]

@@ -472,6 +472,9 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
         reason = "with class_weight, Keras wraps the tf.data input, so its shuffle position cannot be followed"
     elif _is_torch_loader(x) and getattr(x, "generator", None) is not None:
         reason = "a torch DataLoader given its own generator keeps its order in that generator, which tracker does not save"
+    elif bound.get("steps_per_epoch") is not None and bound["steps_per_epoch"] != _batches_per_pass(bound, dataset):
+        reason = ("with steps_per_epoch shorter or longer than one pass over the input, Keras draws the epochs' batches "
+                  "from one iterator that runs on across epochs, and a resume would restart it")
     if reason:
         warnings.warn(
             f"Run {run.name!r}: a resumed run will not be bit-identical to an uninterrupted one: {reason}. "
@@ -490,6 +493,24 @@ def _warn_no_checkpoints_inside(run: Run, why: str, *, stacklevel: int, fix: str
         f"stays the newest epoch end). {fix}".rstrip(),
         stacklevel=stacklevel + 1,
     )
+
+
+def _batches_per_pass(bound: dict[str, Any], dataset: type | None) -> int | None:
+    """How many batches one pass over ``fit``'s training input gives, where that is known before fit runs."""
+    x = bound.get("x")
+    if dataset is not None and isinstance(x, dataset):
+        n = int(x.cardinality())
+        return n if n >= 0 else None  # infinite (repeat()) or unknown
+    if _is_torch_loader(x):
+        try:
+            return len(x)
+        except TypeError:  # an IterableDataset without a length
+            return None
+    arrays = keras.tree.flatten(x)
+    if not arrays or not hasattr(arrays[0], "shape"):
+        return None
+    samples = int(arrays[0].shape[0] * (1.0 - (bound.get("validation_split") or 0.0)))  # as Keras splits
+    return -(-samples // (bound.get("batch_size") or 32))
 
 
 def _is_torch_loader(x: Any) -> bool:
