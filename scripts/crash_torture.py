@@ -350,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --mid-epoch, replay the stops on BackupAndRestore in every K-th trial only (default 1: all)")
     parser.add_argument("--time-limit", type=float, metavar="SECONDS",
                         help="with --mid-epoch, start no trial after this many seconds; the report covers the trials run")
+    parser.add_argument("--cases", metavar="NAMES",
+                        help="with --mid-epoch, cycle through only these cases, comma-separated, e.g. --cases seconds (default: all)")
     args = parser.parse_args(argv)
     if args.mid_epoch:
         if args.serve:

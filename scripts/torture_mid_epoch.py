@@ -2,15 +2,17 @@
 
 Usage:
     python scripts/crash_torture.py --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backend jax]
-        [--no-backup-and-restore | --backup-and-restore-every K]
+        [--no-backup-and-restore | --backup-and-restore-every K] [--cases seconds,adam]
 
 Each trial trains a tiny model for 3 epochs of 6 batches (tests/child_train.py, ``--samples 128``)
 with checkpoints inside epochs, cycling through the exact-resume cases, each with its own configuration
 (`CONFIGS`: ``checkpoint_every_steps`` 1, 2 or 3, ``log_every_steps`` 1, 2 or none, and
 ``steps_per_execution=2`` for ``schedule``), and a ninth, ``seconds``: the shuffle case under
-``checkpoint_every_seconds=0.7`` (about every fourth batch with the batch sleep below, so that some
+``checkpoint_every_seconds=0.9`` (about every fourth batch with the batch sleep below, so that some
 epoch ends commit without a file and a resume supersedes them). A trial's first process is stopped in one
-of three ways (``seconds``: the last two only, as its checkpoints fall at no fixed batch):
+of three ways (``seconds``: the last two, as its checkpoints fall at no fixed batch, and a SIGKILL paused right
+after an epoch end's commit, ``after-commit (epoch end)``, which finds the resume superseding that epoch
+whenever it was committed without a file):
 
 - ``<boundary> (step)``: SIGKILL while it is paused at a write boundary of a step checkpoint
   (``TRACKER_TEST_PAUSE_AT=<boundary>:<epoch>.<batch>``; the first six trials hit each boundary once);
@@ -103,6 +105,8 @@ SETTLE = 0.3
 BAR_DELAY = 0.1
 CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule", "seconds")
 STOPS = ("random SIGKILL", "SIGTERM")
+#: Case seconds only: SIGKILL right after an epoch end's commit, which under checkpoint_every_seconds often has no file.
+EPOCH_END = "after-commit (epoch end)"
 REPORT = re.compile(r"CHILD-STEP (\d+) (\d+) (\d+)")
 
 
@@ -153,7 +157,7 @@ class Config:
 CONFIGS = {
     "adam": Config(1, 1), "shuffle": Config(2, 1), "dropout": Config(1, 2), "tfdata": Config(2),
     "callbacks": Config(1, 1), "functional": Config(3, 1), "subclassed": Config(1), "schedule": Config(2, 2, spe=2),
-    "seconds": Config(4, 1, seconds=0.7, child="shuffle"),
+    "seconds": Config(4, 1, seconds=0.9, child="shuffle"),
 }
 
 
@@ -200,6 +204,8 @@ class Outcome:
     missed: list[str] = field(default_factory=list)  # planned stops that did not land
     bar_failed: list[str] = field(default_factory=list)  # BackupAndRestore could not restart
     seconds: float = 0.0
+    superseded: int = 0  # epochs a resume superseded: committed after the newest checkpoint (case seconds)
+    case: str = ""
 
 
 def position(report: tuple[int, int, int]) -> int:
@@ -367,6 +373,9 @@ def stop(child: Child, s: Stop) -> bool:
 
 def resolve(s: Stop, rng: random.Random, config: Config, resume_at: int) -> Stop | None:
     """Fix a planned stop of a resume to a point after where it starts (None: no such point)."""
+    if s.kind == EPOCH_END:
+        ends = [(epoch, BATCHES) for epoch in range(EPOCHS - 1) if (epoch + 1) * BATCHES > resume_at]
+        return dataclasses.replace(s, label=rng.choice(ends)) if ends else None
     if s.kind in STOPS:
         # At least one more batch boundary after the stop lands, so that it lands inside training.
         low, high = resume_at + 1, EPOCHS * BATCHES - 2 * config.spe
@@ -390,11 +399,12 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
         if s is None:
             continue
         resume_at = state["newest"] or 0
-        pause = f"{s.kind}:{s.label[0]}.{s.label[1]}" if s.label else None
-        child = Child(resume if _query(db, "SELECT 1 FROM runs") else first, env(workdir, pause, sleep=s.label is None), workdir)
+        step = s.label is not None and s.kind != EPOCH_END
+        pause = f"after-commit:{s.label[0]}" if s.kind == EPOCH_END else f"{s.kind}:{s.label[0]}.{s.label[1]}" if step else None
+        child = Child(resume if _query(db, "SELECT 1 FROM runs") else first, env(workdir, pause, sleep=not step), workdir)
         ok = stop(child, s)
         rc = child.end(s.signum if ok else None)
-        kind = s.kind + (" (step)" if s.label else "") + (" (during resume)" if i else "")
+        kind = s.kind + (" (step)" if step else "") + (" (during resume)" if i else "")
         if not ok:
             out.missed.append(f"{kind} at {s.label or s.after}: the child exited with {rc} first")
             if rc != 0:
@@ -404,7 +414,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
         if out.counts[-2:-1]:
             _count_ours(out.counts[-2], child, resume_at, plan.config.spe, out.violations)
         check(db, state, out.violations, f"after {kind}", supersedes=bool(plan.config.seconds))
-        if s.label is not None:
+        if step:
             at = s.label[0] * BATCHES + s.label[1]
             committed = any(c[0] == at for c in kept_checkpoints(db))
             if committed != (s.kind in ("after-commit", "during-retention")):
@@ -426,6 +436,7 @@ def tracker_trial(workdir: Path, plan: Plan, reference: dict, out: Outcome) -> l
         _count_ours(out.counts[-1], child, resume_at, plan.config.spe, out.violations)
     check(db, state, out.violations, "final", supersedes=bool(plan.config.seconds))
     final_checks(db, reference, out)
+    out.superseded = _query(db, "SELECT count(*) FROM epochs WHERE superseded")[0][0]
     return landed
 
 
@@ -507,19 +518,20 @@ def backup_and_restore_trial(workdir: Path, plan: Plan, landed: list[tuple[str, 
 # -- planning, references, the report -------------------------------------------------------------
 
 
-def plan(rng: random.Random, index: int, backend: str) -> Plan:
+def plan(rng: random.Random, index: int, backend: str, only: tuple[str, ...] = CASES) -> Plan:
     """The first six trials pause at each boundary, the next two stop at random with SIGKILL then SIGTERM;
-    then a third each. A third of the trials stop the resume too."""
-    cases = CASES if backend == "tensorflow" else tuple("shuffle" if c == "tfdata" else c for c in CASES)
+    then a third each. A third of the trials stop the resume too. Cases cycle in order (``only`` those)."""
+    cases = only if backend == "tensorflow" else tuple(dict.fromkeys("shuffle" if c == "tfdata" else c for c in only))
     case = cases[index % len(cases)]
     config = CONFIGS[case]
-    kinds = [*STOPS] if config.seconds else [*BOUNDARIES, *STOPS, *STOPS]  # a third each: boundaries, random SIGKILL, SIGTERM
-    if index < len(BOUNDARIES) and not config.seconds:
-        kind = BOUNDARIES[index]
-    elif index < len(BOUNDARIES) + len(STOPS):
-        kind = STOPS[index % len(STOPS)]
-    else:
+    # A third each: boundaries (under seconds: epoch ends), random SIGKILL, SIGTERM.
+    kinds = [EPOCH_END, *STOPS] if config.seconds else [*BOUNDARIES, *STOPS, *STOPS]
+    if index >= len(BOUNDARIES) + len(STOPS):
         kind = rng.choice(kinds)
+    elif config.seconds:
+        kind = kinds[index % len(kinds)]
+    else:
+        kind = BOUNDARIES[index] if index < len(BOUNDARIES) else STOPS[index % len(STOPS)]
     first = resolve(Stop(kind), rng, config, 0)
     stops = [first]
     if rng.random() < 0.35:
@@ -539,7 +551,10 @@ def reference(case: str, backend: str) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    plans = [plan(rng, i, args.backend) for i in range(args.trials)]
+    only = tuple(args.cases.split(",")) if args.cases else CASES
+    if not set(only) <= set(CASES):
+        raise SystemExit(f"--cases: received {args.cases!r}; expected some of {', '.join(CASES)}, comma-separated")
+    plans = [plan(rng, i, args.backend, only) for i in range(args.trials)]
     cases = sorted({p.case for p in plans})
     started = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -550,7 +565,8 @@ def main(args: argparse.Namespace) -> int:
     def trial(i: int) -> Outcome | None:
         if args.time_limit and time.monotonic() - started > args.time_limit:
             return None  # not started: the report covers the trials that finished
-        p, out = plans[i], Outcome()
+        p = plans[i]
+        out = Outcome(case=p.case)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"torture-mid-{i}-") as tmp:
             work = Path(tmp)
@@ -586,13 +602,17 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, wall: float) -> No
     print(f"\ntrials: {len(outcomes)}  (--mid-epoch, backend {args.backend}, jobs {args.jobs}, seed {args.seed}, "
           f"{EPOCHS} epochs x {BATCHES} batches, wall {wall:.0f}s)")
     print(f"{'stop':44s} hits")
-    kinds = [f"{b} (step)" for b in BOUNDARIES] + list(STOPS)
+    kinds = [f"{b} (step)" for b in BOUNDARIES] + list(STOPS) + [EPOCH_END]
     for name in kinds:
         print(f"  {name:42s} {hits[name]}")
         if hits[f"{name} (during resume)"]:
             print(f"  {name + ' (during resume)':42s} {hits[name + ' (during resume)']}")
     missed = sum(len(o.missed) for o in outcomes)
     print(f"planned stops that did not land: {missed}")
+    seconds_trials = [o for o in outcomes if CONFIGS[o.case].seconds]
+    if seconds_trials:
+        print(f"case seconds: a resume superseded {sum(o.superseded for o in seconds_trials)} epochs committed after its checkpoint, "
+              f"in {sum(o.superseded > 0 for o in seconds_trials)} of {len(seconds_trials)} trials")
     print(f"violations: {sum(len(o.violations) for o in outcomes)} (in {sum(bool(o.violations) for o in outcomes)} trials)")
     print(f"seconds per trial: median {statistics.median(seconds):.1f}, p90 {seconds[int(0.9 * (len(seconds) - 1))]:.1f}, max {seconds[-1]:.1f}")
     failed = [f for o in outcomes for f in o.bar_failed]
