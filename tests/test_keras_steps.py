@@ -204,25 +204,54 @@ def test_a_generator_input_warns_before_training_and_gets_no_checkpoint_inside_e
     assert _checkpoints(db, "r") == ["epoch 1", "epoch 0"]
 
 
-def test_an_input_of_unknown_length_warns_and_gets_no_checkpoint_inside_epochs(make_model, data, db, ckpt):
-    """Keras ends such an epoch by finding one more step empty: a checkpoint after the last batch would pass for
-    one inside the epoch, and a resume from it would start an epoch with no batch (train metrics lost; JAX fails)."""
+def _unknown_length(data):
     import tensorflow as tf
 
     x, y = data
-    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(4)  # 9 batches, cardinality unknown
+    return tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(4)  # 12 batches, cardinality unknown
+
+
+def test_an_input_of_unknown_length_warns_and_gets_no_scheduled_checkpoint_inside_epochs(make_model, data, db, ckpt):
+    """Keras ends such an epoch by finding one more step empty: the schedule cannot tell a checkpoint after the
+    last batch from one inside the epoch, and would put one there every epoch."""
+    import tensorflow as tf
+
+    unknown = _unknown_length(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with tracker.track("r", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=2, keep_last_steps=None):
             make_model().fit(unknown, epochs=2, verbose=0)
     messages = [str(w.message) for w in caught]
-    assert any("no checkpoint inside epochs" in m and "unknown cardinality" in m and "assert_cardinality" in m for m in messages), messages
+    assert any("does not know how many batches" in m and "assert_cardinality" in m for m in messages), messages
     assert _checkpoints(db, "r") == ["epoch 1", "epoch 0"]
 
-    known = unknown.apply(tf.data.experimental.assert_cardinality(9))
-    with tracker.track("k", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=4, keep_last=None, keep_last_steps=None):
+    known = unknown.apply(tf.data.experimental.assert_cardinality(12))
+    with tracker.track("k", db=db, checkpoint_dir=ckpt, checkpoint_every_steps=5, keep_last=None, keep_last_steps=None):
         make_model().fit(known, epochs=1, verbose=0)
-    assert _checkpoints(db, "k") == ["epoch 0", "epoch 0, batch 8", "epoch 0, batch 4"]
+    assert _checkpoints(db, "k") == ["epoch 0", "epoch 0, batch 10", "epoch 0, batch 5"]
+
+
+def test_a_sigterm_after_the_last_batch_of_an_input_of_unknown_length_resumes_with_the_epochs_metrics(make_model, data, db, ckpt):
+    """The stop signal saves where it lands, here after the epoch's last batch (fit cannot tell): the resumed
+    epoch trains no batch, and still logs the training metrics an uninterrupted run logs."""
+    import os
+    import signal
+
+    import keras
+
+    with tracker.track("ref", db=db, checkpoint_dir=ckpt):
+        make_model().fit(_unknown_length(data), epochs=2, verbose=0)
+
+    terminate = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch == 11 and os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(tracker.Preempted):
+        with tracker.track("r", db=db, checkpoint_dir=ckpt):
+            make_model().fit(_unknown_length(data), epochs=2, verbose=0, callbacks=[terminate])
+    assert _checkpoints(db, "r")[0] == "epoch 0, batch 12"
+    with tracker.track("r", db=db, checkpoint_dir=ckpt):
+        make_model().fit(_unknown_length(data), epochs=2, verbose=0)
+    got, want = tracker.curves("r", db=db), tracker.curves("ref", db=db)
+    assert got == want and not any(math.isnan(v) for v in got["loss"])
 
 
 def test_steps_per_epoch_across_passes_warns_and_gets_no_checkpoint_inside_epochs(make_model, data, db, ckpt):

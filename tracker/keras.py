@@ -52,6 +52,8 @@ class TrackerCallback(keras.callbacks.Callback):
         self.run = run
         #: Whether checkpoints may fall inside epochs: False for an input whose position a resume cannot find.
         self._inside = inside
+        #: Whether the schedule's may: not where fit cannot tell an epoch's last batch (see on_train_begin).
+        self._scheduled = inside
         self._peers = list(peers)
         self._data = data
         self._pending: ResumePoint | None = None
@@ -67,16 +69,20 @@ class TrackerCallback(keras.callbacks.Callback):
         self.run.fit_started()
         self.run.on_preempt(self._stop_soon)
         if self._inside and self.params.get("steps") is None:
-            # Keras tries one more step at the end of such an input's epoch and finds it empty, so a
-            # checkpoint after the last batch would look like one inside the epoch, and a resume from it
-            # would start an epoch with no batch left, which Keras cannot log (or, on JAX, run).
-            self._inside = False
+            # Keras learns that such an input's epoch is over only from one more step that finds it empty,
+            # so a checkpoint "inside" may be after the last batch. A resume from there trains no batch of
+            # that epoch: the schedule would put one there every epoch, while a stop signal lands there
+            # rarely, and only JAX's fit cannot run such an epoch at all.
+            self._scheduled = False
+            self._inside = keras.backend.backend() != "jax"
             if self.run.schedule.inside_epochs:
-                _warn_no_checkpoints_inside(
-                    self.run, "fit does not know how many batches an epoch has: a tf.data input of unknown cardinality, "
-                    "or a loader without a length", stacklevel=2,
-                    fix="To checkpoint inside epochs, give the input its length, e.g. "
-                    "dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch)).")
+                warnings.warn(
+                    f"Run {self.run.name!r}: fit does not know how many batches an epoch of this input has (a tf.data "
+                    "input of unknown cardinality, or a loader without a length), so checkpoint_every_steps/_seconds "
+                    "fall back to epoch ends. To checkpoint inside epochs, give the input its length, e.g. "
+                    "dataset.apply(tf.data.experimental.assert_cardinality(batches_per_epoch)).",
+                    stacklevel=2,
+                )
         point = self.run.take_resume_point()
         if point is None:
             return
@@ -125,6 +131,8 @@ class TrackerCallback(keras.callbacks.Callback):
                 {k: v for k, v in point.arrays.items() if k.startswith("rng.")}, point.header.get("rng", {}), point.header.get("data", {})
             )
             self._skip.install(point.batch, then=lambda: keras_state.restore_rngs(point.arrays, point.header, key=keras_state.NOW))
+            if self.params.get("steps") is None:
+                _log_restored_metrics_if_no_batch_trains(self.model)
         else:
             self._start = keras_state.epoch_start(self._data.positions() if self._data else None)
         self.run.schedule.start(keras_state.global_step(self.model))
@@ -259,7 +267,7 @@ class StepTracker(TrackerCallback):
             return  # the epoch end saves, with the epoch's metrics
         if self.run.preempt_requested:
             self._preempt_inside(done)
-        if self._inside and self.run.schedule.due_at_batch(step):
+        if self._scheduled and self.run.schedule.due_at_batch(step):
             self._save_inside(done)
 
 
@@ -267,6 +275,21 @@ def callback_for(run: Run, **kwargs: Any) -> TrackerCallback:
     """The callback that records ``run``: with a batch hook only when the run needs one."""
     inside = run.schedule.inside_epochs or run.log_every_steps is not None
     return (StepTracker if inside else TrackerCallback)(run, **kwargs)
+
+
+def _log_restored_metrics_if_no_batch_trains(model: keras.Model) -> None:
+    """Make this epoch's logs the restored metrics' results if no batch of it trains.
+
+    A stop signal can save an input of unknown length after its last batch. Resumed there, the
+    epoch's only step finds the input empty, and Keras, with no step's logs to match, would log none
+    of the training metrics. Applies once: the first call is fit's, for the epoch's logs.
+    """
+    def once(logs: dict) -> dict:
+        del model.__dict__["_get_metrics_result_or_logs"]
+        return model._get_metrics_result_or_logs(logs) if logs else model.get_metrics_result()
+
+    # In the instance's own dict, past Keras's attribute tracking; deleting it restores the class's method.
+    model.__dict__["_get_metrics_result_or_logs"] = once
 
 
 class _BatchSkip:
@@ -482,17 +505,13 @@ def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
             stacklevel=3,
         )
         if run.schedule.inside_epochs:
-            _warn_no_checkpoints_inside(run, f"{reason}, so a resume could not find its place in the data", stacklevel=3)
+            warnings.warn(
+                f"Run {run.name!r}: no checkpoint inside epochs with this input ({reason}), since a resume could not find "
+                "its place in the data: checkpoint_every_steps/_seconds fall back to epoch ends, and a stop signal "
+                "stops at the next batch without saving it (the resume point stays the newest epoch end).",
+                stacklevel=3,
+            )
     return reason is None
-
-
-def _warn_no_checkpoints_inside(run: Run, why: str, *, stacklevel: int, fix: str = "") -> None:
-    warnings.warn(
-        f"Run {run.name!r}: no checkpoint inside epochs with this input ({why}): checkpoint_every_steps/_seconds "
-        "fall back to epoch ends, and a stop signal stops at the next batch without saving it (the resume point "
-        f"stays the newest epoch end). {fix}".rstrip(),
-        stacklevel=stacklevel + 1,
-    )
 
 
 def _batches_per_pass(bound: dict[str, Any], dataset: type | None) -> int | None:
