@@ -523,7 +523,7 @@ def plan(rng: random.Random, index: int, backend: str, only: tuple[str, ...] = C
     then a third each. A third of the trials stop the resume too. Cases cycle in order (``only`` those)."""
     cases = only if backend == "tensorflow" else tuple(dict.fromkeys("shuffle" if c == "tfdata" else c for c in only))
     case = cases[index % len(cases)]
-    config = CONFIGS[case]
+    config = config_for(case, backend)
     # A third each: boundaries (under seconds: epoch ends), random SIGKILL, SIGTERM.
     kinds = [EPOCH_END, *STOPS] if config.seconds else [*BOUNDARIES, *STOPS, *STOPS]
     if index >= len(BOUNDARIES) + len(STOPS):
@@ -541,10 +541,15 @@ def plan(rng: random.Random, index: int, backend: str, only: tuple[str, ...] = C
     return Plan(case, backend, config, stops, seed=rng.randrange(2**32))
 
 
+def config_for(case: str, backend: str) -> Config:
+    """The case's configuration; on torch, whose trainer runs one batch per step, without ``steps_per_execution``."""
+    return dataclasses.replace(CONFIGS[case], spe=1) if backend == "torch" else CONFIGS[case]
+
+
 def reference(case: str, backend: str) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"torture-mid-ref-{case}-") as tmp:
         work = Path(tmp)
-        p = Plan(case, backend, CONFIGS[case], [], 0)
+        p = Plan(case, backend, config_for(case, backend), [], 0)
         subprocess.run(train_command(p), env=env(work), cwd=work, check=True, timeout=TIMEOUT, stderr=subprocess.DEVNULL)
         return _results(work / "t.db")
 

@@ -127,6 +127,8 @@ if os.environ.get("CHILD_REPORT_STEPS"):
     # done, and the optimizer's step (which counts a batch trained twice twice). Last in the list, so that
     # under BackupAndRestore the line comes after its save for that batch.
     def report(batch, logs):
+        if args.backend == "jax":
+            model.jax_state_sync()  # during fit, JAX keeps the variables' values outside them
         iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         # One write: print() writes the newline apart, and tracker's writer thread may write in between.
         sys.stderr.write(f"CHILD-STEP {report.epoch} {batch + 1} {iterations}\n")
