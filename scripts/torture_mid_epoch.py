@@ -7,12 +7,13 @@ Usage:
 Each trial trains a tiny model for 3 epochs of 6 batches (tests/child_train.py, ``--samples 128``)
 with checkpoints inside epochs, cycling through the exact-resume cases, each with its own configuration
 (`CONFIGS`: ``checkpoint_every_steps`` 1, 2 or 3, ``log_every_steps`` 1, 2 or none, and
-``steps_per_execution=2`` for ``schedule``), and a ninth, ``seconds``: the shuffle case under
-``checkpoint_every_seconds=0.9`` (about every fourth batch with the batch sleep below, so that some
-epoch ends commit without a file and a resume supersedes them). A trial's first process is stopped in one
-of three ways (``seconds``: the last two, as its checkpoints fall at no fixed batch, and a SIGKILL paused right
-after an epoch end's commit, ``after-commit (epoch end)``, which finds the resume superseding that epoch
-whenever it was committed without a file):
+``steps_per_execution=2`` for ``schedule``, except on torch, which runs one batch per step), and a
+ninth, ``seconds``: the shuffle case under ``checkpoint_every_seconds=0.9`` (about every fourth batch
+with the batch sleep below, so that some epoch ends commit without a file and a resume supersedes
+them). A trial's first process is stopped in one of three ways (``seconds``: the last two, as its
+checkpoints fall at no fixed batch, and a SIGKILL paused right after an epoch end's commit,
+``after-commit (epoch end)``, which finds the resume superseding that epoch whenever it was committed
+without a file):
 
 - ``<boundary> (step)``: SIGKILL while it is paused at a write boundary of a step checkpoint
   (``TRACKER_TEST_PAUSE_AT=<boundary>:<epoch>.<batch>``; the first six trials hit each boundary once);
