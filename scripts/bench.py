@@ -4,7 +4,7 @@ Each row times tracker and its baseline interleaved (A, B, A, B, ...) so that th
 noise of a shared machine falls on both alike, and reports the medians in ms next
 to their ratio and the target the row is held to. Nothing here asserts a timing.
 
-    python scripts/bench.py            # the full table, about 11 minutes on 2 cores, plus ~8 for row 9
+    python scripts/bench.py            # the full table, about 11 minutes on 2 cores, plus ~12 for row 9
     python scripts/bench.py --quick    # every row at toy sizes, a smoke test (under a minute; TensorFlow's import is most of it)
     python scripts/bench.py --reps 9   # more repetitions, for steadier medians
     python scripts/bench.py --rows 3c  # one row: the 5.8M model's checkpoint at every epoch (~5 minutes)
@@ -563,7 +563,7 @@ class StepsPlan:
     cnn_samples: int
     every_steps: int  # 9a: ~13% of the demo CNN's 38 training batches
     log_every: tuple[int, ...]  # 9d, 9e
-    big_rounds: int  # 9b: (plain, tracked) fit pairs of the 5M model, ~1-2 min each
+    big_rounds: int  # 9b: (plain, tracked) fit pairs of the 5M model, over a minute each
     big_epochs: int  # 9b: enough epochs that two `big_seconds` intervals pass
     big_samples: int
     big_seconds: float
@@ -574,7 +574,7 @@ def steps_plan(plan: Plan) -> StepsPlan:
         return StepsPlan(plan.reps, cnn_epochs=2, cnn_samples=640, every_steps=2, log_every=(1, 50), big_rounds=plan.reps,
                          big_epochs=4, big_samples=256, big_seconds=0.5)
     return StepsPlan(max(3, plan.reps), cnn_epochs=6, cnn_samples=plan.cnn_samples, every_steps=5, log_every=(1, 50),
-                     big_rounds=max(3, (plan.reps + 1) // 2), big_epochs=40, big_samples=plan.big_samples, big_seconds=30.0)
+                     big_rounds=max(3, (plan.reps + 1) // 2), big_epochs=130, big_samples=plan.big_samples, big_seconds=30.0)
 
 
 @dataclass
