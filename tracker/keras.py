@@ -52,7 +52,7 @@ class TrackerCallback(keras.callbacks.Callback):
         self.run = run
         #: Whether checkpoints may fall inside epochs: False for an input whose position a resume cannot find.
         self._inside = inside
-        #: Whether the schedule's may: not where fit cannot tell an epoch's last batch (see on_train_begin).
+        #: Whether the schedule may put them there too: not where fit cannot tell an epoch's last batch (on_train_begin).
         self._scheduled = inside
         self._peers = list(peers)
         self._data = data
