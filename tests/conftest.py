@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,14 @@ import pytest
 
 from tests import servers
 from tracker import Run, track
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (`cmd &` without job control) with SIGINT ignored, and children
+    # inherit an ignored signal: the tests that Ctrl-C a child (tracker.serve, a training script)
+    # would then wait on it in vain. A handled signal reverts to the default in the child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
