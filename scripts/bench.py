@@ -266,8 +266,9 @@ def raw_sqlite_floor(path: Path) -> tuple[sqlite3.Connection, Callable[[], None]
 
 def row_commit(table: Table, plan: Plan, work: Path) -> None:
     progress("row 1: Store.commit_epoch vs raw sqlite3 (and MLflow log_metrics, if installed)")
-    from tracker.run import this_process
-    from tracker.store import FileInfo, Retention, open_store
+    from tracker.process import this_process
+    from tracker.records import FileInfo, Retention
+    from tracker.store import open_store
 
     with folder(work, "commit") as d:
         store = open_store(d / "tracker.db")
@@ -354,7 +355,7 @@ def time_end_of_epoch(model, d: Path, reps: int) -> tuple[dict[str, list[float]]
     import keras
 
     import tracker
-    from tracker.checkpoint import fsync_path
+    from tracker.durable import fsync_path
     from tracker.keras import TrackerCallback
 
     run = tracker.track("bench-hooks", db=d / "tracker.db", checkpoint_dir=d / "ckpt")
@@ -764,9 +765,9 @@ def bulk_run(db: Path, name: str, n_epochs: int) -> int:
     The schema comes from `open_store` (the migrations), the run and its attempt from
     the store's own methods; only the epoch and metric rows are written here directly.
     """
-    from tracker.run import this_process
+    from tracker.process import this_process
     from tracker.store import open_store
-    from tracker.tables import epochs, metrics, runs
+    from tracker.store.tables import epochs, metrics, runs
 
     store = open_store(db)
     try:
@@ -1002,7 +1003,7 @@ RUNS_SQL = ("SELECT * FROM runs ORDER BY created_at, id",
 
 def history_run(store, name: str, n_epochs: int, values: Callable[[int], dict[str, float]], chunk: int = 50_000) -> None:
     """A completed run of ``n_epochs`` epochs written with the store's own methods (`Store.commit_history`)."""
-    from tracker.run import this_process
+    from tracker.process import this_process
 
     run, attempt_id = store.start_attempt(name, config={"lr": 10 ** -(len(name) % 4), "run": name}, checkpoint_dir=name,
                                           process=this_process(), force=False)
@@ -1122,8 +1123,8 @@ def machine_report(plan: Plan) -> str:
         f"sqlalchemy {version('sqlalchemy')}, alembic {version('alembic')}, sqlite {sqlite3.sqlite_version}, "
         f"jax {version('jax')}, torch {version('torch')}",
         f"code: {code_version()}",
-        f"plan: {'quick (toy sizes: a smoke test, not figures to quote)' if plan.quick else 'full'}, reps={plan.reps}; every ratio is tracker/baseline of medians, "
-        "measured interleaved in this run",
+        f"plan: {'quick (toy sizes: a smoke test, not figures to quote)' if plan.quick else 'full'}, reps={plan.reps}; "
+        "every ratio is tracker/baseline of medians, measured interleaved in this run",
     ]
     return "\n".join(lines)
 

@@ -140,7 +140,7 @@ class Config:
 
     def labels(self) -> list[tuple[int, int]]:
         """Every step checkpoint of an uninterrupted run, as ``(epoch, batches done)``: the rule of
-        `tracker.schedule.CheckpointSchedule`, with every epoch end a checkpoint. None under ``seconds``:
+        `tracker.run.schedule.CheckpointSchedule`, with every epoch end a checkpoint. None under ``seconds``:
         where those fall depends on the clock."""
         out: list[tuple[int, int]] = []
         if self.seconds:
@@ -482,7 +482,7 @@ def final_checks(db: Path, reference: dict, out: Outcome) -> None:
 def _results(db: Path) -> dict:
     """The epoch curve, the step curve, and the final weights' sha256 (each array's bytes, in name order)."""
     from tracker import checkpoint
-    from tracker.store import FileInfo
+    from tracker.records import FileInfo
 
     kept = kept_checkpoints(db)
     digest = None

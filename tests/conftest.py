@@ -111,7 +111,7 @@ def other_process(db: str) -> Iterator[Callable[[str], int]]:
 
     from tracker.process import start_of
     from tracker.store import open_store
-    from tracker.tables import attempts
+    from tracker.store.tables import attempts
 
     sleepers: list[subprocess.Popen] = []
 

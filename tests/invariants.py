@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tracker import checkpoint
-from tracker.store import FileInfo
+from tracker.records import FileInfo
 
 
 def check(db: str, run: str, checkpoint_dir: str | None = None) -> list[int]:

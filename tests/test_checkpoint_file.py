@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tracker.checkpoint import LocalFolder, load
-from tracker.checkpoint_file import CHUNK, HEADER_KEY, decode, encode, write_npy
+from tracker.checkpoint.file import CHUNK, HEADER_KEY, decode, encode, write_npy
 
 ARRAYS = {
     "float32": np.arange(12, dtype=np.float32).reshape(3, 4),

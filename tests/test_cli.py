@@ -20,9 +20,9 @@ import tracker
 from tests.servers import PG_PASSWORD
 from tracker.__main__ import main
 from tracker.cli import commands
-from tracker.db import locate
-from tracker.store import open_store
 from tracker.records import Position
+from tracker.store import open_store
+from tracker.store.db import locate
 
 PASSWORD_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/x"
 

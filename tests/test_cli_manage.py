@@ -184,7 +184,7 @@ def test_migration_0004_upgrades_a_database_made_at_0003(db, record):
     from alembic import command
     from alembic.config import Config
 
-    from tracker import migrate
+    from tracker.store import migrate
 
     record("r", 3)
     store = open_store(db)
@@ -210,7 +210,7 @@ def test_rename_keeps_the_folder_where_hard_links_are_not_supported(record, db, 
     def no_links(src: str, dst: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")  # what a file system without hard links answers
 
-    monkeypatch.setattr("tracker.manage.os.link", no_links)
+    monkeypatch.setattr("tracker.admin.runs.os.link", no_links)
     assert main(["rename", "a", "b", "--db", db]) == 0
 
     captured = capsys.readouterr()

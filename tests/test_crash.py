@@ -14,7 +14,7 @@ import pytest
 
 import tracker
 from tests import invariants
-from tracker.checkpoint_file import HEADER_KEY
+from tracker.checkpoint.file import HEADER_KEY
 from tracker.faults import BOUNDARIES
 
 CHILD = Path(__file__).with_name("child_train.py")

@@ -18,10 +18,9 @@ import sqlalchemy as sa
 
 import tracker
 from tests.servers import sqlite_only
-from tracker import db as dbmod
-from tracker import migrate
 from tracker.__main__ import main
-from tracker.store import open_store
+from tracker.store import db as dbmod
+from tracker.store import migrate, open_store
 
 
 def engine_for(db: str) -> sa.Engine:

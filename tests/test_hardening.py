@@ -19,7 +19,8 @@ import tracker
 from tests.servers import sqlite_only
 from tracker import checkpoint
 from tracker.errors import CheckpointError, RunLockedError
-from tracker.store import ProcessInfo, open_store
+from tracker.records import ProcessInfo
+from tracker.store import open_store
 
 CHILD = Path(__file__).with_name("child_numpy.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +162,7 @@ def test_an_attempt_with_this_pid_but_another_process_start_is_dead(db, ckpt, re
     assert writer.process.pid == os.getpid() and writer.alive()
     stale = ProcessInfo(**{**writer.process.__dict__, "start": "another-boot:123"})
     with store.engine.begin() as conn:
-        from tracker.tables import attempts
+        from tracker.store.tables import attempts
 
         conn.execute(attempts.update().where(attempts.c.id == writer.id).values(process_start=stale.start))
     assert not store.attempts(store.get_run("r").id)[-1].alive()

@@ -154,7 +154,7 @@ def test_no_checkpoint_verifies_starts_over(make_model, data, db, ckpt):
 
 
 def test_captured_state_is_a_snapshot_that_training_does_not_change(make_model, data):
-    from tracker.keras_state import capture
+    from tracker.keras.state import capture
 
     x, y = data
     model = make_model()

@@ -1,4 +1,8 @@
-"""The shape of the code: a core that knows no ML framework, and no import cycles between tracker's modules."""
+"""The shape of the code, as folder rules: layers that import one way, and no import cycle anywhere under tracker/.
+
+Every module under ``tracker/`` is read (subpackages too), and every import in it counts, the lazy
+ones inside functions included: a lazy import is still a dependency, it only moves the moment it bites.
+"""
 
 from __future__ import annotations
 
@@ -10,74 +14,131 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tracker"
-FRAMEWORKS = ("keras", "tensorflow", "jax", "torch")
-#: The framework-free core, and what the command lines and the read side use.
-CORE = ("run", "store", "checkpoint", "checkpoint_file", "records", "remote", "query", "resume", "tracking", "plot", "__main__")
+FRAMEWORKS = {"keras", "tensorflow", "jax", "jaxlib", "torch"}
+#: Modules that import nothing of tracker's but each other: what every layer may share.
+LEAVES = {"tracker.errors", "tracker.records", "tracker.settings", "tracker.redact", "tracker.warn", "tracker.faults",
+          "tracker.process", "tracker.durable"}
+#: The one place where the core meets a framework: `track` imports the Keras adapter, lazily, when a block is entered.
+MEETING_POINT = "tracker.run.track"
 
 
-def imported_after(statement: str) -> set[str]:
-    code = f"import sys; {statement}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
-    return set(out.stdout.split())
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_modules_import_no_framework(module):
-    loaded = imported_after(f"import tracker.{module}")
-    assert not loaded & set(FRAMEWORKS), f"tracker.{module} imports {sorted(loaded & set(FRAMEWORKS))}"
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _imports(path: Path) -> set[str]:
-    """The tracker modules ``path`` imports, at any depth (lazy imports in functions too)."""
-    found = set()
+def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:
+    """The tracker modules and the outside top-level packages that module ``name`` imports, at any depth."""
+    ours, outside = set(), set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def add(module: str) -> None:
+        if module == "tracker" or module.startswith("tracker."):
+            # The deepest module that exists: `from tracker.store.db import locate` depends on tracker.store.db.
+            while module not in MODULES:
+                module = module.rpartition(".")[0]
+            ours.add(module)
+        else:
+            outside.add(module.split(".")[0])
+
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("tracker.")}
-        elif isinstance(node, ast.ImportFrom) and node.module and (node.module == "tracker" or node.module.startswith("tracker.")):
-            # `from tracker import checkpoint` imports the module tracker.checkpoint.
-            found |= {f"tracker.{a.name}" for a in node.names} if node.module == "tracker" else {node.module}
-    return found
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                # `from tracker.store import db` imports the module tracker.store.db; `import Store` only the package.
+                full = f"{base}.{alias.name}"
+                add(full if full in MODULES else base)
+    ours.discard(name)
+    return ours, outside
 
 
-def _graph() -> dict[str, list[str]]:
-    modules = {f"tracker.{p.stem}": p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    return {name: sorted(_imports(path) & modules.keys()) for name, path in modules.items()}
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
-def _reach(graph: dict[str, list[str]], start: str) -> set[str]:
+def _reach(start: str) -> set[str]:
     seen, todo = set(), [start]
     while todo:
-        for dep in graph[todo.pop()]:
+        for dep in GRAPH[todo.pop()][0]:
             if dep not in seen:
                 seen.add(dep)
                 todo.append(dep)
     return seen
 
 
-def test_the_file_layer_does_not_import_the_database_layer():
-    assert not _reach(_graph(), "tracker.checkpoint") & {"tracker.store", "tracker.db", "tracker.migrate", "tracker.tables"}
+def _under(folder: str) -> set[str]:
+    return {m for m in MODULES if m == folder or m.startswith(folder + ".")}
 
 
-def test_no_import_cycles_between_tracker_modules():
-    graph = _graph()
+def test_the_rules_read_every_module_and_see_lazy_imports():
+    assert {"tracker.store.store", "tracker.cli.command", "tracker.keras.adapter", "tracker.resume.__main__"} <= MODULES.keys()
+    assert "tracker.keras" in GRAPH[MEETING_POINT][0]  # imported only inside a method
+
+
+def test_no_import_cycles_anywhere_under_tracker():
     done: set[str] = set()
 
     def visit(name: str, path: list[str]) -> None:
         if name in path:
-            cycle = path[path.index(name):] + [name]
-            pytest.fail("import cycle: " + " -> ".join(cycle))
+            pytest.fail("import cycle: " + " -> ".join([*path[path.index(name):], name]))
         if name in done:
             return
-        for dep in graph[name]:
+        for dep in sorted(GRAPH[name][0]):
             visit(dep, [*path, name])
         done.add(name)
 
-    for name in graph:
+    for name in MODULES:
         visit(name, [])
 
 
-def test_the_keras_adapter_depends_on_the_core_one_way():
-    graph = _graph()
-    assert "tracker.run" in _reach(graph, "tracker.keras")
-    for module in ("run", "store", "checkpoint", "checkpoint_file", "records", "remote", "writer"):
-        assert not _reach(graph, f"tracker.{module}") & {"tracker.keras", "tracker.keras_state", "tracker.tracking"}, module
+@pytest.mark.parametrize(("layer", "other"), [("tracker.store", "tracker.checkpoint"), ("tracker.checkpoint", "tracker.store")])
+def test_the_database_and_file_layers_never_import_each_other(layer, other):
+    for module in _under(layer):
+        assert not _reach(module) & _under(other), f"{module} reaches {sorted(_reach(module) & _under(other))}"
+
+
+def test_only_the_main_shims_import_the_command_line():
+    for module, (ours, _) in GRAPH.items():
+        if module in _under("tracker.cli") or module.endswith(".__main__"):
+            continue
+        assert not ours & _under("tracker.cli"), f"{module} imports {sorted(ours & _under('tracker.cli'))}: only __main__ shims may"
+
+
+def test_leaves_import_only_leaves():
+    for module in LEAVES:
+        assert GRAPH[module][0] <= LEAVES, f"{module} imports {sorted(GRAPH[module][0] - LEAVES)}"
+
+
+def test_nothing_outside_the_adapter_imports_a_framework_or_the_adapter():
+    adapter = _under("tracker.keras")
+    for module, (ours, outside) in GRAPH.items():
+        if module in adapter or module == MEETING_POINT:
+            continue
+        assert not outside & FRAMEWORKS, f"{module} imports {sorted(outside & FRAMEWORKS)}"
+        assert not ours & adapter, f"{module} imports the Keras adapter {sorted(ours & adapter)}"
+    assert "tracker.run.core" in _reach("tracker.keras.adapter")  # the adapter depends on the core
+
+
+def test_only_the_plot_imports_matplotlib():
+    for module, (_, outside) in GRAPH.items():
+        if module not in _under("tracker.plot"):
+            assert "matplotlib" not in outside, module
+
+
+def test_importing_every_core_module_loads_no_framework_and_import_tracker_no_matplotlib():
+    core = sorted(m for m in MODULES if m not in _under("tracker.keras") and not m.endswith(".__main__"))
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {core!r}]; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert not set(out.stdout.split()) & FRAMEWORKS
+    out = subprocess.run([sys.executable, "-c", "import sys, tracker; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert not {m.split(".")[0] for m in out.stdout.split()} & (FRAMEWORKS | {"matplotlib"})

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from tracker.errors import RunNotFoundError
-from tracker.plot import build_figure, main
+from tracker.plot import build_figure
+from tracker.plot.__main__ import main
 
 
 def _labels(ax) -> list[str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker import resume
+from tracker.resume import launch
+from tracker.resume.__main__ import main as resume_main
 
 CHILD = Path(__file__).with_name("child_numpy.py")
 
@@ -102,7 +103,7 @@ def test_unknown_run_suggests_names(tmp_path, script):
 
 def test_a_live_run_is_not_resumed_without_force(record, db):
     record("r", 2, finish=None)  # this test process is the live writer
-    assert resume.main(["r", "--db", db]) == 1
+    assert resume_main(["r", "--db", db]) == 1
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_a_live_run_is_not_resumed_without_force(record, db):
     ids=["script", "options", "module", "command", "stdin", "repl"],
 )
 def test_entry_point_of_recorded_command(argv, kind):
-    assert resume._entry_point(argv) == kind
+    assert launch._entry_point(argv) == kind
 
 
 def test_the_resume_subcommand_is_the_same_command(tmp_path, script):
@@ -132,7 +133,7 @@ def test_the_resume_subcommand_is_the_same_command(tmp_path, script):
 
 def test_shim_help_keeps_its_own_name(capsys):
     with pytest.raises(SystemExit) as exc:
-        resume.main(["--help"])
+        resume_main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m tracker.resume") and "  python -m tracker.resume cnn-baseline --check" in out

@@ -161,7 +161,7 @@ def test_masking_keeps_the_rest_of_a_message(text):
 
 
 def test_messages_and_stored_texts_share_one_masking_function():
-    from tracker import db
+    from tracker.store import db
 
     url = "postgresql+psycopg://u:pa ss@h/db?sslpassword=k y"
     assert db.locate(url).display == redact(url) == "postgresql+psycopg://u:***@h/db?sslpassword=***"

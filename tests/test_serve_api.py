@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 import tracker
 from tests import serving
+from tracker.records import Position, ProcessInfo
 from tracker.serve.app import STATIC, allowed_hosts, create_app
-from tracker.store import ProcessInfo, open_store
-from tracker.records import Position
+from tracker.store import open_store
 
 ORIGIN = "http://127.0.0.1:6007"
 CHILD = Path(__file__).with_name("child_numpy.py")

@@ -24,9 +24,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import tracker
 from tests import serving
-from tracker.store import open_store
-from tracker.tables import epochs, runs
 from tracker.records import Position
+from tracker.store import open_store
+from tracker.store.tables import epochs, runs
 
 CHILD = Path(__file__).with_name("child_train.py")
 #: The issue's contract: a committed epoch appears on an open page within 2 s.

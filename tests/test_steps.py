@@ -12,9 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 import tracker
-from tracker import migrate
 from tracker.records import StepValues
-from tracker.store import open_store
+from tracker.store import migrate, open_store
 
 RELEASE_0004 = Path(__file__).parent / "data" / "release-0004"
 

@@ -14,9 +14,8 @@ import sqlalchemy as sa
 import tracker
 from tests.conftest import same_floats
 from tests.servers import sqlite_only
-from tracker import migrate
-from tracker.store import open_store
-from tracker.tables import metadata
+from tracker.store import migrate, open_store
+from tracker.store.tables import metadata
 
 
 def test_migrations_and_table_descriptions_agree(db):
@@ -266,8 +265,8 @@ def test_config_must_be_json(db, ckpt):
     ids=["userinfo", "query"],
 )
 def test_passwords_are_masked_in_messages(url):
-    from tracker.db import locate
     from tracker.redact import redact
+    from tracker.store.db import locate
 
     assert "hunter2" not in redact(url)
     assert "hunter2" not in locate(url).display
@@ -302,7 +301,7 @@ def test_metrics_only_in_superseded_epochs_are_left_out(record, db, ckpt):
 
 def test_commit_history_writes_many_epochs_in_one_fenced_transaction(db, record):
     from tracker.errors import RunLockedError
-    from tracker.store import ProcessInfo
+    from tracker.records import ProcessInfo
 
     record("r", 2)
     store = open_store(db)

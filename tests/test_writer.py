@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tracker.writer import BackgroundWriter, WriterFailed
+from tracker.run.writer import BackgroundWriter, WriterFailed
 
 
 def test_jobs_commit_in_order_and_close_drains_them():

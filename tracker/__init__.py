@@ -23,8 +23,7 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.query import RunInfo, curves, runs
-from tracker.run import Run
-from tracker.tracking import track
+from tracker.run import Run, track
 
 __all__ = [
     "CheckpointError",

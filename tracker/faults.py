@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from tracker.settings import ENV_PAUSE_AT
 
-#: The instants inside ``tracker rm``, ``gc`` and ``rename`` (see `tracker.manage` and `tracker.maintenance`);
+#: The instants inside ``tracker rm``, ``gc`` and ``rename`` (see `tracker.admin.runs` and `tracker.admin.maintenance`);
 #: their epoch is always 0, e.g. ``TRACKER_TEST_PAUSE_AT=rm-after-mark:0``.
 CLI_BOUNDARIES = ("rm-after-mark", "rm-after-files", "gc-after-retention", "rename-after-link", "rename-after-commit")
 #: The write boundaries of one epoch, in order. On object storage, which has no rename,

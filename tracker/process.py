@@ -1,4 +1,6 @@
-"""Is the process that wrote an attempt still running? A pid alone cannot say.
+"""Process identity and liveness: who this process is, and is the process that wrote an attempt still running?
+
+A pid alone cannot say.
 
 In containers the training process is often pid 1 at every restart, and after a
 reboot pids are handed out again: the recorded pid "exists" but is another
@@ -14,8 +16,17 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tracker.redact import redact
+
+#: Distributions whose versions every attempt records.
+_VERSIONED = ("tracker", "numpy", "sqlalchemy")
 
 
 @functools.cache
@@ -76,3 +87,31 @@ def is_running(host: str, pid: int, start: str | None) -> bool:
         return False
     now = start_of(pid)
     return start is None or now is None or now == start
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """How to launch the training process again."""
+
+    executable: str
+    argv: list[str]
+    cwd: str
+    host: str
+    pid: int
+    versions: dict[str, str]
+    #: Boot id and start time of the process (`tracker.process.start_of`), so that a reused pid is not taken for it.
+    start: str | None = None
+
+
+def this_process(frameworks: tuple[str, ...] = (), environment: Mapping[str, str] | None = None) -> ProcessInfo:
+    """How this process was started, to record with an attempt: enough to launch it again."""
+    versions = {"python": sys.version.split()[0], **(environment or {})}
+    for dist in (*_VERSIONED, *frameworks):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ProcessInfo(
+        executable=sys.executable, argv=[redact(arg) for arg in sys.orig_argv[1:]], cwd=os.getcwd(),
+        host=socket.gethostname(), pid=os.getpid(), versions=versions, start=this_process_start(),
+    )

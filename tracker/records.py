@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tracker.process import is_running
+from tracker.process import ProcessInfo, is_running
 
 #: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
 HEARTBEAT_INTERVAL = timedelta(seconds=15)
@@ -112,20 +112,6 @@ class Retention:
     keep_last: int | None
     keep_best: bool
     keep_last_steps: int | None = 2
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """How to launch the training process again."""
-
-    executable: str
-    argv: list[str]
-    cwd: str
-    host: str
-    pid: int
-    versions: dict[str, str]
-    #: Boot id and start time of the process (`tracker.process.start_of`), so that a reused pid is not taken for it.
-    start: str | None = None
 
 
 @dataclass(frozen=True)

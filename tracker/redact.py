@@ -1,7 +1,8 @@
 """Masking secrets in anything tracker prints or records: URLs, command lines, error text.
 
 `redact` is the one masking function: database URLs shown in messages, recorded
-command lines and stored error text all go through it.
+command lines and stored error text all go through it; `reason` is the one way an
+exception from a driver or a storage client becomes the masked clause of a message.
 
 Example:
     >>> redact("--db=postgresql://me:hunter2@db.lan/runs")
@@ -49,3 +50,18 @@ def unredact(text: str, secrets: list[str]) -> str:
         if masked != secret:
             text = text.replace(masked, secret)
     return text
+
+
+def reason(e: BaseException) -> str:
+    """The first line of what a database driver or a storage client said, masked: the clause after "because".
+
+    A SQLAlchemy ``DBAPIError`` wraps the driver's own exception as ``orig``, whose text is the useful
+    part; its own text adds the SQL statement and a link to SQLAlchemy's docs.
+
+    Example:
+        >>> reason(OSError("connection to postgresql://me:pw@db.lan/runs refused\\nretrying"))
+        'connection to postgresql://me:***@db.lan/runs refused'
+    """
+    cause = getattr(e, "orig", None) or e
+    text = str(cause)
+    return redact(text.splitlines()[0] if text else type(cause).__name__)

@@ -22,24 +22,11 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from tracker.cli.command import Command
 from tracker.errors import TrackerError
 
 DB_HELP = "database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)"
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: its help texts, its arguments and the function that runs it."""
-
-    name: str
-    summary: str
-    description: str
-    #: One or more example lines, shown under "Example:" in --help.
-    example: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    handler: Callable[[argparse.Namespace], int]
 
 
 def commands() -> list[Command]:

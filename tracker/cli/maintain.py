@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tracker.cli import Command
+from tracker.cli.command import Command
 from tracker.cli.read import STATUSES, human_size
 from tracker.store import open_store
 
@@ -15,7 +15,7 @@ def _verify_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from tracker.maintenance import verify
+    from tracker.admin.maintenance import verify
 
     store = open_store(args.db, create=False)
     try:
@@ -41,7 +41,7 @@ def _gc_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from tracker.maintenance import collect
+    from tracker.admin.maintenance import collect
 
     store = open_store(args.db, create=False)
     try:
@@ -57,7 +57,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
-    from tracker.importer import FORMATS
+    from tracker.admin.importer import FORMATS
 
     p.add_argument("path", metavar="PATH", help="the history file, or a folder of TensorBoard event files")
     p.add_argument("--name", required=True, metavar="RUN", help="the name of the run to create")
@@ -67,8 +67,8 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     from tracker import settings
-    from tracker.importer import detect, import_history, parse
-    from tracker.manage import delete_run
+    from tracker.admin.importer import detect, import_history, parse
+    from tracker.admin.runs import delete_run
 
     settings.validate_run_name(args.name)
     # Everything is read and checked before the database is touched.

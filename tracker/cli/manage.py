@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tracker.cli import Command
+from tracker.checkpoint import newest_verified, run_folder
+from tracker.cli.command import Command
 from tracker.cli.read import human_size, parse_tag
-from tracker.store import open_store
+from tracker.query import effective_status
+from tracker.records import AttemptRow, RunRow, Status
+from tracker.store import Store, open_store
 
 
 def _resume_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,9 +21,47 @@ def _resume_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from tracker import resume
+    from tracker.resume import plan_relaunch, rewind
 
-    return resume._resume(args)
+    store = open_store(args.db, create=False)
+    try:
+        run = store.get_run(args.run)
+        if args.check:
+            attempts = store.attempts(run.id)
+            return _check(store, run, attempts[-1] if attempts else None)
+        launch = plan_relaunch(store, run, force=args.force)
+        if args.from_epoch is not None:
+            n = rewind(store, run, args.from_epoch, force=args.force)
+            print(f"rewound run {run.name} to epoch {args.from_epoch}; {n} later epoch(s) kept as superseded", file=sys.stderr)
+        print(f"resuming run {run.name}: {launch.describe()}", file=sys.stderr)
+    finally:
+        store.close()
+    launch.exec()
+
+
+def _check(store: Store, run: RunRow, latest: AttemptRow | None) -> int:
+    if latest is not None and latest.status == Status.IMPORTED:
+        print(f"run {run.name}: imported from another tool's log, with no checkpoint: it cannot be resumed")
+        return 1
+    found = newest_verified(store.checkpoints(run.id), run_folder(run))
+    point = found.row
+    print(f"run {run.name}: status {effective_status(run, latest)}, last committed epoch {_epoch(run.last_epoch)}, target epochs {run.target_epochs or '?'}")
+    for problem in found.problems():
+        print(f"  does not verify: {problem}")
+    if point is None:
+        if run.last_epoch is None:
+            print("  no epoch committed yet: a resume starts at epoch 0")
+            return 0
+        print("  no checkpoint verifies: a resume would start over from epoch 0")
+        return 1
+    print(f"  resume point: {point.describe()} ({point.checkpoint.path}, {point.checkpoint.size} bytes, sha256 ok)")
+    at = point.position
+    print(f"  a resume continues at epoch {at.epoch}" + (f", batch {at.batch}" if at.batch else ""))
+    return 0
+
+
+def _epoch(e: int | None) -> str:
+    return "none" if e is None else str(e)
 
 
 def _rm_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +71,7 @@ def _rm_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from tracker.manage import delete_run
+    from tracker.admin.runs import delete_run
 
     store = open_store(args.db, create=False)
     try:
@@ -56,7 +97,7 @@ def _rename_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _rename(args: argparse.Namespace) -> int:
-    from tracker.manage import rename_run
+    from tracker.admin.runs import rename_run
 
     store = open_store(args.db, create=False)
     try:

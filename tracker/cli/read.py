@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from tracker import db as dbmod
 from tracker import settings
-from tracker.atomic import replace_atomically
-from tracker.cli import Command
+from tracker.cli.command import Command
+from tracker.durable import replace_atomically
 from tracker.query import attempt_status, curves, effective_status, runs
 from tracker.records import AttemptRow, RunRow, Status
 from tracker.store import Store, open_store
+from tracker.store import db as dbmod
 
 #: The statuses `list --status` accepts: what `tracker.runs` shows.
 STATUSES = tuple(s.value for s in Status if s != Status.TAKEN_OVER)

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from tracker import settings
 from tracker.errors import TrackerError
+from tracker.process import this_process
 from tracker.records import RunRow, Status
-from tracker.run import this_process
 from tracker.store import Store
 
 FORMATS = ("history-json", "keras-json", "csv", "tensorboard")

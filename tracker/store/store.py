@@ -23,8 +23,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from tracker import db as dbmod
-from tracker import migrate, settings
+from tracker import settings
 from tracker.errors import (
     ResumeError,
     RunLockedError,
@@ -46,8 +45,10 @@ from tracker.records import (
     StepValues,
     now,
 )
-from tracker.redact import redact
-from tracker.tables import attempts, epochs, metrics, runs, step_metrics, steps, tags
+from tracker.redact import reason, redact
+from tracker.store import db as dbmod
+from tracker.store import migrate
+from tracker.store.tables import attempts, epochs, metrics, runs, step_metrics, steps, tags
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -194,12 +195,9 @@ def open_store(db: str | os.PathLike[str] | None = None, *, create: bool = True)
         raise
     except sa.exc.DBAPIError as e:
         engine.dispose()
-        raise StoreError(f"Cannot open database {database.display}: {_reason(e)}") from e
+        raise StoreError(f"Cannot open database {database.display}: {reason(e)}") from e
     return Store(engine, database.display)
 
-
-def _reason(e: sa.exc.DBAPIError) -> str:
-    return redact(str(e.orig).splitlines()[0] if e.orig is not None else str(e))
 
 
 class Store:
@@ -223,7 +221,7 @@ class Store:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except sa.exc.DBAPIError as e:
-            raise StoreError(f"Cannot read database {self.display}: {_reason(e)}") from e
+            raise StoreError(f"Cannot read database {self.display}: {reason(e)}") from e
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
@@ -233,7 +231,7 @@ class Store:
                 with conn.begin():
                     yield conn
         except sa.exc.DBAPIError as e:
-            raise StoreError(f"Cannot write database {self.display}: {_reason(e)}") from e
+            raise StoreError(f"Cannot write database {self.display}: {reason(e)}") from e
 
     # -- runs -------------------------------------------------------------
 
@@ -769,7 +767,7 @@ class Store:
     def begin_delete(self, run: RunRow, *, force: bool) -> RunRow:
         """First step of deleting a run: mark it ``deleting`` and no longer pointing at any file, in ONE transaction.
 
-        After this commit every checkpoint of the run is an orphan (that `tracker.manage` deletes next) and
+        After this commit every checkpoint of the run is an orphan (that `tracker.admin.runs` deletes next) and
         the old writer, if any, is fenced out. Refused with `RunLockedError` while the writer is alive, unless ``force``.
         """
         with self._write() as conn:

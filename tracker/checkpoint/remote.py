@@ -1,7 +1,7 @@
 """Checkpoints on shared storage through fsspec: ``s3://bucket/prefix``, ``gs://...``, ``abfs://...``.
 
 Object stores have no atomic rename, so a checkpoint is uploaded once under a
-key that is never reused (`tracker.checkpoint_file.new_name`), then read back and
+key that is never reused (`tracker.checkpoint.file.new_name`), then read back and
 checked (size and sha256 of the stored object against the bytes sent) before
 the database may point at it. An upload that dies halfway leaves at most an
 orphan that no row references, which `RemoteFolder.sweep` deletes later.
@@ -27,11 +27,11 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from tracker import checkpoint_file as checkpoint
+from tracker.checkpoint import file as checkpoint
 from tracker.errors import CheckpointError
 from tracker.faults import label_of, pause_point
 from tracker.records import FileInfo
-from tracker.redact import redact
+from tracker.redact import reason, redact
 
 _CHUNK = 4 << 20
 
@@ -65,7 +65,7 @@ class RemoteFolder:
             self._fs.rm_file(probe)
         except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
             raise CheckpointError(
-                f"Checkpoint location {self} is not writable: {_reason(e)}. Check the bucket name, the credentials "
+                f"Checkpoint location {self} is not writable: {reason(e)}. Check the bucket name, the credentials "
                 "(e.g. AWS_ACCESS_KEY_ID, or storage_options=) and the endpoint (e.g. AWS_ENDPOINT_URL)."
             ) from e
         return False  # an object-store prefix is not made: nothing to take away
@@ -111,7 +111,7 @@ class RemoteFolder:
             info = FileInfo(self._url(name), sent.size, sent.sha256.hexdigest())
             stored_size, stored_sha = _hash_object(self._fs, self._key(name))
         except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
-            raise CheckpointError(f"Cannot write checkpoint {self._url(name)}: {_reason(e)}.") from e
+            raise CheckpointError(f"Cannot write checkpoint {self._url(name)}: {reason(e)}.") from e
         checkpoint.check(info, stored_size, stored_sha)
         return info
 
@@ -143,7 +143,7 @@ def read_bytes(url: str, storage_options: dict[str, Any]) -> bytes:
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint file {redact(url)} is missing") from e
     except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
-        raise CheckpointError(f"checkpoint file {redact(url)} cannot be read: {_reason(e)}") from e
+        raise CheckpointError(f"checkpoint file {redact(url)} cannot be read: {reason(e)}") from e
 
 
 def _hash_object(fs: fsspec.AbstractFileSystem, key: str) -> tuple[int, str]:
@@ -156,6 +156,3 @@ def _hash_object(fs: fsspec.AbstractFileSystem, key: str) -> tuple[int, str]:
             size += len(chunk)
     return size, digest.hexdigest()
 
-
-def _reason(e: BaseException) -> str:
-    return redact(str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -18,7 +18,8 @@ import warnings
 from pathlib import Path
 
 from tracker import settings
-from tracker.checkpoint import Folder, LocalFolder, fsync_path, run_folder
+from tracker.checkpoint import Folder, LocalFolder, run_folder
+from tracker.durable import fsync_path
 from tracker.faults import pause_point
 from tracker.records import FileInfo, RunRow
 from tracker.store import Store
@@ -157,7 +158,9 @@ def rename_run(store: Store, run: RunRow, new_name: str) -> str:
     if target.path.exists():
         # Only a leftover of an interrupted rename of this same run may be reused.
         if not owns(target, run, store) or rename_leftover(store, run, target) is None:
-            raise ValueError(f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not a leftover of this run. Move it away first.")
+            raise ValueError(
+                f"Cannot move the checkpoints of run {run.name!r} to {target.path}: it exists and is not a leftover of this run. Move it away first."
+            )
         remove_leftover(store, run, target)
     try:
         target.path.mkdir(exist_ok=True)

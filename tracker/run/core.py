@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.metadata
 import logging
 import os
 import signal
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,31 +33,29 @@ from typing import Any, Protocol
 import numpy as np
 
 from tracker import checkpoint, settings
-from tracker import db as dbmod
-from tracker.errors import CheckpointError, Preempted, ResumeError, TrackerError
+from tracker.checkpoint import newest_verified
+from tracker.errors import Preempted, ResumeError, TrackerError
 from tracker.faults import label, pause_point
-from tracker.metric_values import MetricFilter
-from tracker.process import this_process_start
+from tracker.process import this_process
 from tracker.records import (
     HEARTBEAT_INTERVAL,
     STOPPED_KEY,
     Position,
-    ProcessInfo,
     ResumePoint,
     Retention,
     RunRow,
     Status,
     StepValues,
 )
-from tracker.redact import redact
-from tracker.schedule import CheckpointSchedule
+from tracker.run.metric_values import MetricFilter
+from tracker.run.schedule import CheckpointSchedule
+from tracker.run.writer import BackgroundWriter
 from tracker.store import Store, open_store
+from tracker.store import db as dbmod
 from tracker.warn import warn_user
-from tracker.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
-_VERSIONED = ("tracker", "numpy", "sqlalchemy")
 
 #: Per-step metrics are committed in groups, at most this often (and with each checkpoint), not one transaction per step.
 STEP_FLUSH_SECONDS = 1.0
@@ -271,20 +266,14 @@ class Run:
 
     def _find_resume_point(self) -> None:
         store, run = self._require()
-        failures, missing = [], []
-        for row in store.checkpoints(run.id):
-            try:
-                arrays, header = checkpoint.load(self.folder.locate(row.checkpoint), self._storage_options)
-            except CheckpointError as e:
-                failures.append(f"{row.describe()}: {e}")
-                if isinstance(e.__cause__, FileNotFoundError):
-                    missing.append(row.checkpoint.path)
-                continue
-            self.resume_point = ResumePoint(row.epoch, arrays, header, batch=row.batch)
+        found = newest_verified(store.checkpoints(run.id), self.folder, self._storage_options)
+        row, failures = found.row, found.failures
+        if row is not None:
+            self.resume_point = ResumePoint(row.epoch, found.arrays, found.header, batch=row.batch)
             self.initial_epoch, self.initial_batch = row.position.epoch, row.position.batch
             self.stopped_early = self.resume_point.stopped
-            break
-        if self.resume_point is None and failures and len(missing) == len(failures) and self._new_folder:
+        missing = [bad.checkpoint.path for bad, e in failures if isinstance(e.__cause__, FileNotFoundError)]
+        if row is None and failures and len(missing) == len(failures) and self._new_folder:
             # Every file is gone and the folder is new to the run: it was moved or deleted, not corrupted.
             # Starting over here would quietly supersede every epoch, so say where the files were instead.
             raise ResumeError(
@@ -294,7 +283,7 @@ class Run:
                 "pointing at the folder that now holds it; to train this run from scratch, give it a new name."
             )
         if failures and self.is_writer:
-            reason = "; ".join(failures)
+            reason = "; ".join(found.problems())
             if self.resume_point is None:
                 msg = f"Run {self.name!r}: no checkpoint verifies ({reason}). Starting over from epoch 0; the old epochs are kept as superseded."
             else:
@@ -632,17 +621,3 @@ def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         return json.loads(json.dumps(dict(config), allow_nan=True))
     except (TypeError, ValueError) as e:
         raise TypeError(f"Invalid value for argument `config`: it must be JSON-able ({e}).") from e
-
-
-def this_process(frameworks: tuple[str, ...] = (), environment: Mapping[str, str] | None = None) -> ProcessInfo:
-    """How this process was started, to record with an attempt: enough to launch it again."""
-    versions = {"python": sys.version.split()[0], **(environment or {})}
-    for dist in (*_VERSIONED, *frameworks):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return ProcessInfo(
-        executable=sys.executable, argv=[redact(arg) for arg in sys.orig_argv[1:]], cwd=os.getcwd(),
-        host=socket.gethostname(), pid=os.getpid(), versions=versions, start=this_process_start(),
-    )

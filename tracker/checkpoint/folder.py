@@ -8,7 +8,7 @@ deletes it the next time the run starts.
 
 Where the files go is a `Folder`: a local folder (`LocalFolder`: temporary
 name, fsync, rename, fsync of the folder) or, for a URL such as
-``s3://bucket/prefix``, an object-store prefix (`tracker.remote`).
+``s3://bucket/prefix``, an object-store prefix (`tracker.checkpoint.remote`).
 
 Example:
     >>> folder = open_folder("ckpt", "cnn")                                # doctest: +SKIP
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tracker import settings
-from tracker.checkpoint_file import (
+from tracker.checkpoint.file import (
     FILE_NAME,
     MARKER,
     TEMP_NAME,
@@ -41,6 +41,7 @@ from tracker.checkpoint_file import (
     reclaimable,
     refuse_foreign,
 )
+from tracker.durable import fsync_path, write_durably
 from tracker.errors import CheckpointError
 from tracker.faults import label_of, pause_point
 from tracker.records import FileInfo, RunRow
@@ -107,7 +108,7 @@ def open_folder(checkpoint_dir: str | os.PathLike[str] | None, name: str, storag
     """
     root = settings.resolve_checkpoint_root(checkpoint_dir)
     if settings.is_url(root):
-        from tracker.remote import RemoteFolder  # imports fsspec: only for URLs
+        from tracker.checkpoint.remote import RemoteFolder  # imports fsspec: only for URLs
 
         return RemoteFolder(f"{root}/{name}", dict(storage_options or {}))
     return LocalFolder(Path(root) / name)
@@ -212,30 +213,12 @@ class LocalFolder:
             self.path.rmdir()  # only if empty: never anything else's files
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old file or the whole new one."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with temp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    fsync_path(path.parent)
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_verified(info: FileInfo, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """The file's bytes, after checking its size and sha256 against the database; `CheckpointError` if they differ."""
     if settings.is_url(info.path):
-        from tracker.remote import read_bytes
+        from tracker.checkpoint.remote import read_bytes
 
         data = read_bytes(info.path, dict(storage_options or {}))
     else:

@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from tracker.run import Run
+from tracker.run.core import Run
 
 
 class KerasIntegration:

@@ -1,7 +1,7 @@
 """``tracker verify`` and ``tracker gc``: check every kept checkpoint against the database, and free what no row needs.
 
 Both reuse the checks that training itself relies on: `tracker.checkpoint.read_verified`
-(size and sha256 against the database), `tracker.resume.resume_point` (where a resume
+(size and sha256 against the database), `tracker.checkpoint.newest_verified` (where a resume
 would continue) and `Folder.sweep` (which files no row points at). Neither touches the
 folder of a run whose writer is alive: it may be in the middle of a write.
 
@@ -18,19 +18,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from tracker.checkpoint import MARKER, LocalFolder, read_verified, run_folder
-from tracker.errors import CheckpointError
-from tracker.faults import pause_point
-from tracker.manage import (
+from tracker.admin.runs import (
     delete_run,
     owns,
     remove_leftover,
     rename_leftover,
     size_of,
 )
+from tracker.checkpoint import MARKER, LocalFolder, newest_verified, read_verified, run_folder
+from tracker.errors import CheckpointError
+from tracker.faults import pause_point
 from tracker.query import effective_status
 from tracker.records import Retention, RunRow, Status, now
-from tracker.resume import resume_point
 from tracker.store import Store
 
 
@@ -65,10 +64,10 @@ def _selected(store: Store, names: Sequence[str] | None) -> list[tuple[RunRow, s
 
 
 def _leftovers(store: Store, selected: list[tuple[RunRow, str]]) -> Iterator[tuple[RunRow, LocalFolder, list[str]]]:
-    """Folders an interrupted `tracker.manage.rename_run` left beside stopped runs' folders, with the files to delete.
+    """Folders an interrupted `tracker.admin.runs.rename_run` left beside stopped runs' folders, with the files to delete.
 
     Only folders whose marker names a run of this database that records another folder are looked at,
-    and `tracker.manage.rename_leftover` decides.
+    and `tracker.admin.runs.rename_leftover` decides.
     """
     stopped = {r.uid: r for r, state in selected if state not in (Status.RUNNING, Status.DELETING)}
     roots = {Path(r.checkpoint_dir).parent for r in stopped.values() if isinstance(run_folder(r), LocalFolder)}
@@ -112,7 +111,7 @@ def verify(store: Store, names: Sequence[str] | None = None) -> list[RunCheck]:
                     findings.append(Finding("missing" if missing else "corrupt", row.checkpoint.path, f"{row.describe()}: {e}"))
                     bad_live = bad_live or not row.superseded
             if bad_live:
-                point, _ = resume_point(store, run)
+                point = newest_verified(store.checkpoints(run.id), folder).row
                 fallback = "epoch 0 (start over)" if point is None else point.describe()
                 checks[run.name] = RunCheck(run.name, findings, fallback)
         if folder is not None and not live and owns(folder, run, store):

@@ -1,6 +1,6 @@
 """The Keras adapter: a callback, and the patch of ``Model.fit`` that `track` installs.
 
-What is saved and restored lives in `tracker.keras_state`; files and the database
+What is saved and restored lives in `tracker.keras.state`; files and the database
 in the framework-free core, `tracker.run`, which this module uses and which never
 imports it. Import this module only when Keras is wanted: it imports Keras.
 """
@@ -18,13 +18,12 @@ from typing import Any
 
 import keras
 import numpy as np
-
 from keras.src.trainers.epoch_iterator import EpochIterator
 
-from tracker import keras_state
 from tracker.errors import Preempted, TrackerError
+from tracker.keras import state as keras_state
 from tracker.records import ResumePoint, StepValues
-from tracker.run import Run
+from tracker.run.core import Run
 
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
 

@@ -1,8 +1,10 @@
-"""Write an output file all at once or not at all: a temporary name in the same folder, then a rename.
+"""Durable writes: a file replaced all at once or not at all, and the fsyncs that make a rename stick.
 
-A full disk, a quota or a kill halfway through never leaves a truncated CSV or an
-empty image under the name the user asked for, and never damages the file that was
-there before.
+A temporary name in the same folder, flushed and fsynced, then renamed over the target, then the
+folder fsynced. A full disk, a quota or a kill halfway through never leaves a truncated CSV, an
+empty image or a half-written ownership marker under the name asked for, and never damages the file
+that was there before. A checkpoint file is streamed to its temporary name by `tracker.checkpoint.folder`,
+which ends with `fsync_path` the same way.
 
 Example:
     >>> with replace_atomically("curve.csv") as f:       # doctest: +SKIP
@@ -17,8 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
-
-from tracker.checkpoint import fsync_path
 
 
 @contextmanager
@@ -44,3 +44,18 @@ def replace_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         temp.unlink(missing_ok=True)
         raise
     fsync_path(final.parent)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the whole new one."""
+    with replace_atomically(path) as f:
+        f.write(data)
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

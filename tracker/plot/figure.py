@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker.atomic import replace_atomically
+from tracker.durable import replace_atomically
 from tracker.errors import TrackerError
 from tracker.store import open_store
 
@@ -257,18 +256,3 @@ def _draw_run(ax: Axes, d: _RunData, fam: str, names: list[str], *, color: str) 
     if d.monitor in names and d.best_epoch is not None and d.best_value is not None:
         ax.plot([d.best_epoch], [d.best_value], linestyle="none", marker="*", markersize=12,
                 color=color, markeredgecolor="black", zorder=3, label=f"{d.name} best {d.monitor}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tracker.plot``: the same as ``tracker plot`` (see `tracker.cli`), kept for existing scripts.
-
-    Exit status 0 on success, 1 with one ``error: ...`` line on stderr for anything `plot`
-    rejects, 2 for usage errors.
-    """
-    from tracker.cli import run_command
-
-    return run_command("plot", argv, prog="python -m tracker.plot")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,10 @@
+"""A tracked run: the consistency protocol between checkpoint files and the database, and `track`.
+
+The core of tracker: it knows no ML framework. `Run` is the protocol (start, commit, finish,
+heartbeat); `track` wires a `Run` to Keras's ``fit`` through a small `Integration`.
+"""
+
+from tracker.run.core import Integration, Run
+from tracker.run.track import track
+
+__all__ = ["Integration", "Run", "track"]
