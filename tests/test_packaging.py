@@ -38,3 +38,11 @@ def test_wheel_ships_migrations_and_opens_a_database(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(site))  # the wheel's copy, not the source tree
     assert (tmp_path / "fresh.db").exists()
+
+
+def test_every_package_under_tracker_is_listed_for_the_wheel():
+    # setuptools takes the explicit list in pyproject.toml: a new folder left out of it would be missing from the wheel.
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "tracker").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
