@@ -1,0 +1,309 @@
+"""What a run's writer commits, each in ONE transaction fenced by its lease; and what rewrites that history.
+
+Epochs, steps and imported histories (`commit_epoch`, `commit_step`, `commit_history`), each
+refused once another attempt has taken the run over; superseding what came after a resume point
+(`supersede`, `rewind`) and the run summary it recomputes; and checkpoint retention, in the
+commit's own transaction or for a stopped run (`apply_retention`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from tracker.errors import RunLockedError
+from tracker.faults import label, pause_point
+from tracker.records import FileInfo, Position, Retention, RunRow, StepValues, now
+from tracker.store.rows import _db_value, _kept, _kept_steps, _run_row
+from tracker.store.tables import epochs, metrics, runs, step_metrics, steps
+from tracker.store.writers import Writers
+
+
+def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
+    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths.
+
+    A count of None keeps every checkpoint of its kind; otherwise superseded ones go too: no resume reaches them.
+    """
+    doomed, doomed_steps = [], []
+    if retention.keep_last is not None:
+        rows = conn.execute(_kept(run_id)).all()
+        live = [r for r in rows if not r.superseded]
+        keep = {r.id for r in live[: retention.keep_last]}
+        if retention.keep_best:
+            keep |= {r.id for r in live if r.epoch == best_epoch}
+        doomed = [r for r in rows if r.id not in keep]
+    if doomed:
+        conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
+    if retention.keep_last_steps is not None:
+        step_rows = conn.execute(_kept_steps(run_id)).all()
+        keep_steps = {r.id for r in [r for r in step_rows if not r.superseded][: retention.keep_last_steps]}
+        doomed_steps = [r for r in step_rows if r.id not in keep_steps]
+    if doomed_steps:
+        conn.execute(steps.update().where(steps.c.id.in_([r.id for r in doomed_steps])).values(checkpoint_deleted=True))
+    return [r.checkpoint_path for r in doomed] + [r.checkpoint_path for r in doomed_steps]
+
+
+def _insert_steps(conn: sa.Connection, run_id: int, attempt_id: int, rows: Sequence[StepValues], t: datetime) -> None:
+    """Insert the per-step metric rows of ``rows`` (one statement per table, however many steps)."""
+    if not rows:
+        return
+    ids = conn.execute(
+        steps.insert().returning(steps.c.id, sort_by_parameter_order=True),
+        [{"run_id": run_id, "attempt_id": attempt_id, "epoch": r.epoch, "batch": r.batch, "step": r.step,
+          "committed_at": t, "checkpoint_deleted": False, "superseded": False} for r in rows],
+    ).scalars().all()
+    values = [
+        {"step_id": step_id, "name": k, "run_id": run_id, "step": r.step, "value": _db_value(v), "superseded": False}
+        for step_id, r in zip(ids, rows)
+        for k, v in r.values.items()
+    ]
+    if values:
+        conn.execute(step_metrics.insert(), values)
+
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+class Commits(Writers):
+    """The fenced commits of a run's writer, superseding, rewinding and retention: one part of `tracker.store.Store`.
+
+    Built on `Writers`, whose lease fences every commit here and whose writer `rewind` retires.
+    """
+
+    def commit_epoch(
+        self,
+        run: RunRow,
+        attempt_id: int,
+        epoch: int,
+        values: Mapping[str, float],
+        checkpoint: FileInfo | None,
+        retention: Retention | None = None,
+        step_rows: Sequence[StepValues] = (),
+    ) -> tuple[RunRow, list[str]]:
+        """Commit one epoch: its metrics, its checkpoint pointer and the run's summary, in ONE transaction.
+
+        ``run`` must be the writer's current view of the run (its best so far). The same transaction
+        marks the checkpoints that ``retention`` no longer keeps as deleted, and adds the per-step
+        metrics of ``step_rows``. Returns the view after this epoch, and the paths of those checkpoints:
+        the caller deletes the files once this returns.
+        Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
+        """
+        t = now()
+        best_epoch, best_value = run.best_epoch, run.best_value
+        if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+            best_epoch, best_value = epoch, values[run.monitor]
+        with self._write() as conn:
+            self._fence(conn, run, attempt_id, t, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value)
+            epoch_id = conn.execute(
+                epochs.insert().values(
+                    run_id=run.id, attempt_id=attempt_id, epoch=epoch, committed_at=t,
+                    checkpoint_path=checkpoint.path if checkpoint else None,
+                    checkpoint_size=checkpoint.size if checkpoint else None,
+                    checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
+                    checkpoint_deleted=False, superseded=False,
+                )
+            ).inserted_primary_key[0]
+            if values:
+                conn.execute(
+                    metrics.insert(),
+                    [
+                        {"epoch_id": epoch_id, "name": k, "run_id": run.id, "epoch": epoch, "value": _db_value(v), "superseded": False}
+                        for k, v in values.items()
+                    ],
+                )
+            _insert_steps(conn, run.id, attempt_id, step_rows, t)
+            doomed = _retire(conn, run.id, retention, best_epoch) if retention else []
+            pause_point("during-commit", epoch)
+        return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=t), doomed
+
+    def commit_step(
+        self,
+        run: RunRow,
+        attempt_id: int,
+        at: StepValues,
+        checkpoint: FileInfo | None,
+        retention: Retention | None = None,
+        step_rows: Sequence[StepValues] = (),
+    ) -> tuple[RunRow, list[str]]:
+        """Commit a point inside an epoch, in ONE transaction: the per-step metrics of ``step_rows``, and
+        ``checkpoint`` (when given) as the step checkpoint at ``at``.
+
+        Fenced, and retires checkpoints, like `commit_epoch`; returns the same. ``at``'s own values are
+        logged with the checkpoint unless its step already has a row (in ``step_rows``, or committed before).
+        """
+        t = now()
+        with self._write() as conn:
+            self._fence(conn, run, attempt_id, t)
+            _insert_steps(conn, run.id, attempt_id, step_rows, t)
+            doomed: list[str] = []
+            if checkpoint is not None:
+                attach = (
+                    steps.update()
+                    .where(steps.c.run_id == run.id, steps.c.step == at.step, sa.not_(steps.c.superseded))
+                    .values(checkpoint_path=checkpoint.path, checkpoint_size=checkpoint.size, checkpoint_sha256=checkpoint.sha256)
+                )
+                # The step's row may exist already: logged with these rows, or in an earlier group.
+                if conn.execute(attach).rowcount == 0:
+                    _insert_steps(conn, run.id, attempt_id, [at], t)
+                    conn.execute(attach)
+                doomed = _retire(conn, run.id, retention, run.best_epoch) if retention else []
+                pause_point("during-commit", label(at.epoch, at.batch))
+        return dataclasses.replace(run, updated_at=t), doomed
+
+    @staticmethod
+    def _fence(conn: sa.Connection, run: RunRow, attempt_id: int, t: datetime, **summary: object) -> None:
+        """Update the run's summary (``updated_at=t`` and ``summary``), refused with `RunLockedError` unless
+        ``attempt_id`` is still its writer.
+
+        The summary update doubles as the fence: it matches no row once another attempt took over.
+        """
+        fenced = conn.execute(
+            runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t, **summary)
+        ).rowcount
+        if fenced != 1:
+            raise RunLockedError(
+                f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
+            )
+
+    def commit_history(self, run: RunRow, attempt_id: int, rows: Sequence[tuple[int, Mapping[str, float]]]) -> RunRow:
+        """Commit many epochs that have no checkpoint, such as an imported history, in ONE transaction.
+
+        ``rows`` are ``(epoch, metrics)`` pairs in increasing epoch order, all after the run's last epoch.
+        Fenced like `commit_epoch`. Returns the run's view after them.
+        """
+        if not rows:
+            return run
+        t = now()
+        best_epoch, best_value = run.best_epoch, run.best_value
+        for epoch, values in rows:
+            if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+                best_epoch, best_value = epoch, values[run.monitor]
+        last = rows[-1][0]
+        with self._write() as conn:
+            self._fence(conn, run, attempt_id, t, last_epoch=last, best_epoch=best_epoch, best_value=best_value)
+            ids = conn.execute(
+                epochs.insert().returning(epochs.c.id, sort_by_parameter_order=True),
+                [
+                    {"run_id": run.id, "attempt_id": attempt_id, "epoch": epoch, "committed_at": t,
+                     "checkpoint_deleted": False, "superseded": False}
+                    for epoch, _ in rows
+                ],
+            ).scalars().all()
+            metric_rows = [
+                {"epoch_id": epoch_id, "name": k, "run_id": run.id, "epoch": epoch, "value": _db_value(v), "superseded": False}
+                for epoch_id, (epoch, values) in zip(ids, rows)
+                for k, v in values.items()
+            ]
+            if metric_rows:
+                conn.execute(metrics.insert(), metric_rows)
+        return dataclasses.replace(run, last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=t)
+
+    def supersede(self, run: RunRow, attempt_id: int | None, at: Position) -> int:
+        """Mark what was trained after ``at`` superseded (kept, left out of curves) and recompute the run summary:
+        the epochs from ``at.epoch`` on, and the steps after ``at``.
+
+        Returns how many epochs were superseded.
+        """
+        with self._write() as conn:
+            if attempt_id is not None:
+                writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
+                if writer != attempt_id:
+                    raise RunLockedError(f"Run {run.name!r} was taken over by another process.")
+            return self._supersede(conn, run, at)
+
+    def _supersede(self, conn: sa.Connection, run: RunRow, at: Position) -> int:
+        n = conn.execute(
+            epochs.update()
+            .where(epochs.c.run_id == run.id, epochs.c.epoch >= at.epoch, epochs.c.superseded == sa.false())
+            .values(superseded=True)
+        ).rowcount
+        conn.execute(
+            metrics.update()
+            .where(metrics.c.run_id == run.id, metrics.c.epoch >= at.epoch, metrics.c.superseded == sa.false())
+            .values(superseded=True)
+        )
+        later = sa.or_(steps.c.epoch > at.epoch, sa.and_(steps.c.epoch == at.epoch, steps.c.batch > at.batch))
+        conn.execute(
+            steps.update().where(steps.c.run_id == run.id, steps.c.superseded == sa.false(), later).values(superseded=True)
+        )
+        conn.execute(
+            step_metrics.update()
+            .where(
+                step_metrics.c.run_id == run.id, step_metrics.c.superseded == sa.false(),
+                step_metrics.c.step_id.in_(sa.select(steps.c.id).where(steps.c.run_id == run.id, steps.c.superseded == sa.true())),
+            )
+            .values(superseded=True)
+        )
+        self._resummarize(conn, run)
+        return n
+
+    def _resummarize(self, conn: sa.Connection, run: RunRow) -> None:
+        last = conn.scalar(
+            sa.select(sa.func.max(epochs.c.epoch)).where(epochs.c.run_id == run.id, epochs.c.superseded == sa.false())
+        )
+        best_epoch = best_value = None
+        if run.monitor:
+            order = metrics.c.value.asc() if (run.mode or "min") == "min" else metrics.c.value.desc()
+            best = conn.execute(
+                sa.select(metrics.c.epoch, metrics.c.value)
+                .where(
+                    metrics.c.run_id == run.id, metrics.c.name == run.monitor,
+                    metrics.c.superseded == sa.false(), metrics.c.value.is_not(None),
+                )
+                .order_by(order, metrics.c.epoch)
+                .limit(1)
+            ).first()
+            if best is not None:
+                best_epoch, best_value = best.epoch, best.value
+        conn.execute(
+            runs.update().where(runs.c.id == run.id).values(last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=now())
+        )
+    def set_monitor(self, run: RunRow, monitor: str, mode: str) -> RunRow:
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run.id).values(monitor=monitor, mode=mode))
+            self._resummarize(conn, dataclasses.replace(run, monitor=monitor, mode=mode))
+            return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().one())
+
+    def rewind(self, run: RunRow, to_epoch: int, *, force: bool) -> int:
+        """Make ``to_epoch`` the run's resume point: later live epochs are superseded. Returns how many.
+
+        The writer is retired in the same transaction (refused with `RunLockedError` while it is
+        alive, unless ``force``), so a live writer cannot commit past the rewind.
+        """
+        with self._write() as conn:
+            writer = conn.scalar(sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id))
+            self._retire_writer(conn, run.id, writer, run.name, force, now())
+            conn.execute(runs.update().where(runs.c.id == run.id).values(writer_attempt_id=None))
+            n = self._supersede(conn, run, Position(to_epoch + 1))
+            pause_point("during-rewind", to_epoch)
+        return n
+
+    def apply_retention(self, run: RunRow, retention: Retention, *, dry_run: bool = False) -> list[FileInfo]:
+        """Mark the checkpoints of a stopped run that ``retention`` does not keep as deleted; return them.
+
+        One transaction; a run whose writer is alive is left alone (returns nothing). The caller deletes
+        the files after. ``dry_run=True`` rolls the marking back and only returns what it would mark.
+        """
+        with self._write() as conn:
+            current = conn.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().first()
+            if current is None or self._writer_alive(conn, current["writer_attempt_id"]):
+                return []
+            kept = {r.checkpoint_path: r for query in (_kept(run.id), _kept_steps(run.id)) for r in conn.execute(query)}
+            # A savepoint, so that a dry run computes exactly what the real one would, with the same code.
+            savepoint = conn.begin_nested()
+            doomed = _retire(conn, run.id, retention, current["best_epoch"])
+            if dry_run:
+                savepoint.rollback()
+            else:
+                savepoint.commit()
+        return [FileInfo(p, kept[p].checkpoint_size, kept[p].checkpoint_sha256) for p in doomed]
