@@ -1018,7 +1018,7 @@ def row_serve(table: Table, plan: Plan, work: Path) -> None:
     import httpx
     import numpy as np
 
-    from tests import serving
+    from tests.support import serving
     from tracker.store import open_store
 
     n_runs, n_epochs, n_points = plan.serve_runs, plan.serve_epochs, plan.serve_points

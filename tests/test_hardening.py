@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tracker
-from tests.servers import sqlite_only
+from tests.support.servers import sqlite_only
 from tracker import checkpoint
 from tracker.errors import CheckpointError, RunLockedError
 from tracker.records import ProcessInfo

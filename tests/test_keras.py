@@ -237,7 +237,7 @@ def test_keras_says_which_direction_of_the_monitor_is_better(make_model, data, d
 
 
 def test_a_metric_keras_cannot_direct_is_taken_as_lower_is_better_with_a_warning(keras_env, data, db, ckpt):
-    from tests.models import tiny
+    from tests.support.models import tiny
 
     def closeness(y_true, y_pred):
         return keras_env.ops.mean(y_pred)
