@@ -1,8 +1,8 @@
 """Crash torture: train, SIGKILL at random and at every write boundary, resume, check every invariant.
 
 Usage:
-    python scripts/crash_torture.py --trials 200 [--jobs 2] [--seed 1] [--serve] [--backend jax]
-    python scripts/crash_torture.py --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backup-and-restore-every K]
+    python -m scripts.crash_torture --trials 200 [--jobs 2] [--seed 1] [--serve] [--backend jax]
+    python -m scripts.crash_torture --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backup-and-restore-every K]
 
 With ``--mid-epoch``, the runs checkpoint inside epochs and are stopped at the write boundaries of step
 checkpoints, at random batches, and by SIGTERM; `scripts/torture_mid_epoch.py` says what it checks and
@@ -59,13 +59,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tracker
+from tests.support import invariants, serving
+from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import tracker  # noqa: E402
-from tests import invariants, serving  # noqa: E402
-from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES  # noqa: E402
-
 CHILD = ROOT / "tests" / "child_train.py"
 CASES = ("adam", "shuffle", "dropout", "tfdata", "callbacks", "functional", "subclassed", "schedule")
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -335,7 +333,7 @@ def reference(case: str, backend: str, with_bar: bool) -> tuple[dict, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/crash_torture.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.crash_torture", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, required=True, help="number of trials (the first six hit each write boundary)")
     parser.add_argument("--jobs", type=int, default=2, help="trials run at once (default 2)")
     parser.add_argument("--seed", type=int, default=1)
@@ -356,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mid_epoch:
         if args.serve:
             parser.error("--serve is not supported with --mid-epoch")
-        import torture_mid_epoch  # noqa: PLC0415 - beside this script
+        from scripts import torture_mid_epoch
 
         return torture_mid_epoch.main(args)
     rng = random.Random(args.seed)

@@ -1,6 +1,6 @@
 """Many writers: a hyperparameter sweep of N processes, each writing its own run to ONE database.
 
-Every worker is a real OS process (this script, run again with ``--worker``). All of
+Every worker is a real OS process (this module, run again with ``--worker``). All of
 them import tracker first, then wait on a start file so that they open the database
 and commit at the same moment. Each one tracks run ``sweep-<i>`` through the real
 protocol (`tracker.track`, ``Run.commit_epoch``: durable checkpoint file, then one
@@ -12,15 +12,15 @@ failed heartbeat). When all workers have exited, the parent reads every run back
 through the public query layer (`tracker.runs`, `tracker.curves`) and counts lost,
 duplicated and wrong rows.
 
-    python scripts/sweep_bench.py                               # 8 x 200 on a fresh SQLite file in a temp dir
-    python scripts/sweep_bench.py --procs 8 --epochs 25         # a quick one
-    python scripts/sweep_bench.py --db postgresql+psycopg://postgres@127.0.0.1:54329/sweep
-    python scripts/sweep_bench.py --db postgresql+psycopg://postgres@127.0.0.1:54329/postgres --create-db
-    python scripts/sweep_bench.py --serve    # twice: alone, then watched by python -m tracker.serve; p99 compared
+    python -m scripts.sweep_bench                               # 8 x 200 on a fresh SQLite file in a temp dir
+    python -m scripts.sweep_bench --procs 8 --epochs 25         # a quick one
+    python -m scripts.sweep_bench --db postgresql+psycopg://postgres@127.0.0.1:54329/sweep
+    python -m scripts.sweep_bench --db postgresql+psycopg://postgres@127.0.0.1:54329/postgres --create-db
+    python -m scripts.sweep_bench --serve    # twice: alone, then watched by python -m tracker.serve; p99 compared
 
 With ``--serve`` the sweep runs twice, each time on a fresh database: first alone, then while
 ``python -m tracker.serve`` serves the database to an open page (an event stream, and the run
-list and one run's curves fetched every 0.2 s; see ``tests/serving.py``). The server starts as
+list and one run's curves fetched every 0.2 s; see ``tests/support/serving.py``). The server starts as
 soon as the database exists. The report ends with the p99 commit times of both runs side by side.
 
 A PostgreSQL URL names a database that must exist and hold no ``sweep-*`` runs yet;
@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.support.postgres import fresh_postgres_database
 
 LOCKED = "database is locked"
 READY_TIMEOUT_S = 300.0
@@ -183,7 +184,8 @@ def run_sweep(db: str, procs: int, epochs: int, checkpoint_dir: str, timeout_s: 
         sync_dir = Path(sync)
         workers = []
         for i in range(procs):
-            argv = [sys.executable, os.path.abspath(__file__), "--worker", str(i), "--sync-dir", sync,
+            # This module again, found as the parent found it: same working folder, same PYTHONPATH.
+            argv = [sys.executable, "-m", "scripts.sweep_bench", "--worker", str(i), "--sync-dir", sync,
                     "--db", db, "--epochs", str(epochs), "--checkpoint-dir", checkpoint_dir]
             # A file, not a pipe: a chatty worker cannot block.
             stderr = files.enter_context(open(sync_dir / f"stderr-{i}", "w+b"))
@@ -333,26 +335,8 @@ def _backend(db: str) -> str:
     return sa.make_url(db).get_backend_name() if "://" in db else "sqlite"
 
 
-@contextmanager
-def fresh_postgres_database(url: str) -> Iterator[str]:
-    """A new database on ``url``'s server, dropped on exit."""
-    import sqlalchemy as sa
-
-    admin_url = sa.make_url(url)
-    name = f"sweep_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.sweep_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="SQLite path (must not exist) or SQLAlchemy URL. Default: a fresh SQLite file in a temp dir.")
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=200)
@@ -385,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_dir = os.path.abspath(args.checkpoint_dir or str(Path(tmp) / "checkpoints"))
             if served:
                 checkpoint_dir += "-served"
-            with fresh_postgres_database(path) if args.create_db else _as_is(path) as url:
+            with fresh_postgres_database(path, prefix="sweep") if args.create_db else _as_is(path) as url:
                 watcher = _watcher(url) if served else None
                 sweep = run_sweep(url, args.procs, args.epochs, checkpoint_dir, args.timeout)
                 serve_problems = watcher.stop() if watcher else []
@@ -415,9 +399,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _watcher(db: str) -> Any:
-    """A `tests.serving.Watcher` on ``db`` (imported here: workers never need it)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests import serving
+    """A `tests.support.serving.Watcher` on ``db`` (imported here: workers never need it)."""
+    from tests.support import serving
 
     return serving.Watcher(db, run_name(0))
 

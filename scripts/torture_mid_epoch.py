@@ -1,7 +1,7 @@
 """crash_torture.py --mid-epoch: kill runs that checkpoint inside epochs, resume them, check, and count retrained batches.
 
 Usage:
-    python scripts/crash_torture.py --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backend jax]
+    python -m scripts.crash_torture --mid-epoch --trials 200 [--jobs 2] [--seed 1] [--backend jax]
         [--no-backup-and-restore | --backup-and-restore-every K] [--cases seconds,adam]
 
 Each trial trains a tiny model for 3 epochs of 6 batches (tests/child_train.py, ``--samples 128``)
@@ -86,14 +86,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tracker
+from tests.support import invariants
+from tracker.errors import Preempted
+from tracker.faults import BOUNDARIES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import tracker  # noqa: E402
-from tests import invariants  # noqa: E402
-from tracker.errors import Preempted  # noqa: E402
-from tracker.faults import BOUNDARIES  # noqa: E402
-
 CHILD = ROOT / "tests" / "child_train.py"
 EPOCHS = 3
 BATCHES = 6  # per epoch: --samples 128, a quarter for validation, batches of 16

@@ -15,14 +15,14 @@ run_name, epochs, index, port0, port1 = sys.argv[1], int(sys.argv[2]), int(sys.a
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port0}", f"127.0.0.1:{port1}"]}, "task": {"type": "worker", "index": index}})
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support.models
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tracker  # noqa: E402
-from tests.models import tiny  # noqa: E402
+from tests.support.models import tiny  # noqa: E402
 
 
 def work_around_keras_multi_worker_fit() -> None:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.models, however this script is started
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support.models, however this script is started
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -66,7 +66,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tracker  # noqa: E402
-from tests.models import tiny  # noqa: E402
+from tests.support.models import tiny  # noqa: E402
 
 keras.utils.set_random_seed(7)
 if args.backend == "tensorflow":

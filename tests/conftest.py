@@ -6,12 +6,15 @@ import math
 import os
 import signal
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
-from tests import servers
+from tests.support import servers
+from tests.support.postgres import fresh_postgres_database
 from tracker import Run, track
 
 
@@ -40,15 +43,21 @@ def sqlite_db(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
-    """A fresh database on the test PostgreSQL server (skips, or fails in CI, without one)."""
-    yield from servers.fresh_postgres_database()
+    """A fresh database on the test PostgreSQL server (skips, or fails in CI, without one), dropped after the test."""
+    admin_url = servers.require_postgres()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(fresh_postgres_database(admin_url, prefix="tracker_test"))
+        except sa.exc.OperationalError as e:
+            pytest.fail(f"PostgreSQL server at {admin_url.render_as_string()} is unreachable: {e}")
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest) -> str:
     """A new empty database: a SQLite file, then a fresh PostgreSQL database.
 
-    Tests that hold only for SQLite take ``@tests.servers.sqlite_only``.
+    Tests that hold only for SQLite take ``@tests.support.servers.sqlite_only``.
     """
     return request.getfixturevalue({"sqlite": "sqlite_db", "postgresql": "postgres_db"}[request.param])
 
@@ -184,7 +193,7 @@ def make_model(keras_env):
     keras = keras_env
 
     def _make(kind: str = "sequential"):
-        from tests.models import tiny
+        from tests.support.models import tiny
 
         keras.utils.set_random_seed(7)
         model = tiny(kind)

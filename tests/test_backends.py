@@ -78,7 +78,7 @@ def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(kera
 def test_an_unbuilt_model_is_built_from_a_torch_dataloader_without_drawing_from_it(keras_env, data) -> None:
     """A resumed subclassed model is built before fit from its input's shape; a DataLoader has none of its own."""
     torch = pytest.importorskip("torch")
-    from tests.models import tiny
+    from tests.support.models import tiny
     from tracker.keras.adapter import _build_from
 
     x, y = data

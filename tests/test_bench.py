@@ -1,19 +1,18 @@
-"""scripts/bench.py still runs: its --quick smoke run exits 0 and prints the table. Timings are never asserted."""
+"""``python -m scripts.bench`` still runs: its --quick smoke run exits 0 and prints the table. Timings are never asserted."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+from tests.support.scripts import script_command, script_env
 
 
 @pytest.mark.slow
 def test_quick_benchmark_runs_and_prints_the_table(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(script_command("bench", "--quick"), cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     header = next((line for line in proc.stdout.splitlines() if line.startswith("row ")), None)
     assert header is not None, proc.stdout

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tracker
-from tests.servers import PG_PASSWORD
+from tests.support.servers import PG_PASSWORD
 from tracker.__main__ import main
 from tracker.cli import commands
 from tracker.records import Position

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tracker
-from tests import invariants
+from tests.support import invariants
 from tracker.checkpoint.file import HEADER_KEY
 from tracker.faults import BOUNDARIES
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 import tracker
-from tests.servers import sqlite_only
+from tests.support.servers import sqlite_only
 from tracker.__main__ import main
 from tracker.store import db as dbmod
 from tracker.store import migrate, open_store

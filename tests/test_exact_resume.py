@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tests import invariants
+from tests.support import invariants
 from tests.test_crash import CHILD, EPOCHS, _env, final_state, run_and_kill
 
 pytestmark = pytest.mark.slow

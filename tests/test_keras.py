@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 import tracker
 from tracker import checkpoint
+from tracker.errors import RunLockedError
 from tracker.store import open_store
 
 FIT = {"batch_size": 16, "shuffle": False, "validation_split": 0.25, "verbose": 0}
@@ -237,7 +239,7 @@ def test_keras_says_which_direction_of_the_monitor_is_better(make_model, data, d
 
 
 def test_a_metric_keras_cannot_direct_is_taken_as_lower_is_better_with_a_warning(keras_env, data, db, ckpt):
-    from tests.models import tiny
+    from tests.support.models import tiny
 
     def closeness(y_true, y_pred):
         return keras_env.ops.mean(y_pred)
@@ -249,3 +251,89 @@ def test_a_metric_keras_cannot_direct_is_taken_as_lower_is_better_with_a_warning
         with tracker.track("r", db=db, checkpoint_dir=ckpt, monitor="closeness"):
             model.fit(x, y, epochs=1, **FIT)
     assert tracker.runs(db)[0].monitor == "closeness"
+
+
+def test_rerun_with_fewer_epochs_keeps_the_numbers_honest(make_model, data, sqlite_db, ckpt):
+    x, y = data
+    with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=3, batch_size=16, verbose=0)
+    with pytest.warns(UserWarning, match=r"Run 'r' already has 3 epochs, more than the epochs=2 that fit asks for"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            make_model().fit(x, y, epochs=2, batch_size=16, verbose=0)
+    info = tracker.runs(sqlite_db)[0]
+    assert (info.status, info.last_epoch, info.target_epochs) == ("completed", 2, 3)
+
+
+def test_a_resume_whose_target_changed_warns(make_model, data, sqlite_db, ckpt):
+    x, y = data
+    with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=2, batch_size=16, verbose=0)
+    store = open_store(sqlite_db)
+    store.set_target_epochs(store.get_run("r").id, 5)  # as a crashed run that asked for 5 would have recorded
+    store.close()
+    with pytest.warns(UserWarning, match=r"Run 'r' was started with epochs=5; this fit asks for epochs=4"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            make_model().fit(x, y, epochs=4, batch_size=16, verbose=0)
+    assert tracker.runs(sqlite_db)[0].target_epochs == 4
+
+
+def test_a_block_without_fit_records_nothing_and_warns(keras_env, sqlite_db, ckpt):
+    with pytest.warns(UserWarning, match=r"no fit call ran inside tracker.track\('r'\)"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            pass
+    assert tracker.runs(sqlite_db) == []
+    assert not Path(ckpt, "r").exists()
+
+
+def test_a_block_without_fit_on_an_existing_run_leaves_it_as_it_was(make_model, data, sqlite_db, ckpt):
+    x, y = data
+    with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=2, batch_size=16, verbose=0)
+    before = tracker.runs(sqlite_db)[0]
+    with pytest.warns(UserWarning, match="no fit call ran"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            pass
+    after = tracker.runs(sqlite_db)[0]
+    assert (after.status, after.last_epoch, after.target_epochs) == (before.status, before.last_epoch, before.target_epochs)
+
+
+def test_fit_in_another_thread_is_named_in_the_warning(make_model, data, sqlite_db, ckpt):
+    import threading
+
+    x, y = data
+    model = make_model()
+    with pytest.warns(UserWarning, match="fit was called from another thread"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            t = threading.Thread(target=lambda: model.fit(x, y, epochs=1, batch_size=16, verbose=0))
+            t.start()
+            t.join()
+    assert tracker.runs(sqlite_db) == []
+
+
+def test_nested_blocks_of_one_run_say_they_are_nested(keras_env, sqlite_db, ckpt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+            with pytest.raises(RunLockedError, match=r"nested"):
+                with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+                    pass
+
+
+def test_a_failed_resume_keeps_the_recorded_target(make_model, data, sqlite_db, ckpt):
+    x, y = data
+    with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt):
+        make_model().fit(x, y, epochs=2, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="initial_epoch"):
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt) as run:
+            make_model().fit(x, y, epochs=9, batch_size=16, verbose=0, callbacks=[run.callback], initial_epoch=0)
+    assert tracker.runs(sqlite_db)[0].target_epochs == 2
+
+
+def test_the_monitor_typo_warning_points_at_the_users_line(make_model, data, sqlite_db, ckpt):
+    x, y = data
+    model = make_model()
+    with pytest.warns(UserWarning, match="monitor 'val_acc' is not among the metrics") as caught:
+        with tracker.track("r", db=sqlite_db, checkpoint_dir=ckpt, monitor="val_acc"):
+            model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # the line the warning must name
+    warning = next(w for w in caught if "val_acc" in str(w.message))
+    assert Path(warning.filename).name == Path(__file__).name, warning.filename

@@ -120,7 +120,7 @@ def test_a_resume_supersedes_the_epochs_committed_after_the_newest_checkpoint(db
         "import os, sys\n"
         "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
         "import keras, numpy as np, tracker\n"
-        "from tests.models import tiny\n"
+        "from tests.support.models import tiny\n"
         "keras.utils.set_random_seed(7)\n"
         "x = np.random.default_rng(0).random((48, 8, 8, 1), dtype=np.float32); y = np.random.default_rng(0).integers(0, 3, 48)\n"
         "m = tiny('sequential'); m.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tests import invariants
+from tests.support import invariants
 from tests.test_crash import run_and_kill
 from tracker.cli import main
 from tracker.faults import CLI_BOUNDARIES

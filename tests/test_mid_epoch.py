@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tests import invariants
+from tests.support import invariants
 from tests.test_crash import CHILD, _env, run_and_kill
 from tracker.errors import Preempted
 from tracker.store import open_store

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tests import invariants
+from tests.support import invariants
 from tracker.store import open_store
 
 CHILD = Path(__file__).with_name("child_multiworker.py")

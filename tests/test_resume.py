@@ -6,13 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 import tracker
+from tests.support.children import child_env
 from tracker.resume import launch
 from tracker.resume.__main__ import main as resume_main
+from tracker.store import open_store
 
 CHILD = Path(__file__).with_name("child_numpy.py")
 
@@ -137,3 +141,46 @@ def test_shim_help_keeps_its_own_name(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m tracker.resume") and "  python -m tracker.resume cnn-baseline --check" in out
+
+
+def wait_for_epoch(db: str, epoch: int, child: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline and child.poll() is None, "the child did not reach the epoch"
+        try:
+            if (tracker.runs(db)[0].last_epoch or 0) >= epoch:
+                return
+        except (tracker.StoreError, IndexError):
+            pass  # not created yet
+        time.sleep(0.1)
+
+
+def test_rewind_with_force_on_a_live_run_fences_its_writer_and_leaves_no_gap(tmp_path):
+    shutil.copy(CHILD, tmp_path / "train.py")
+    env = child_env(TRACKER_DB=str(tmp_path / "t.db"), TRACKER_CHECKPOINT_DIR=str(tmp_path / "ck"), EPOCH_SLEEP="0.3")
+    old = subprocess.Popen([sys.executable, "train.py", "r", "14", "--keep-all"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_epoch(str(tmp_path / "t.db"), 4, old)
+        resumed = subprocess.run([sys.executable, "-m", "tracker.resume", "r", "--from-epoch", "2", "--force"], cwd=tmp_path,
+                                 env={**env, "EPOCH_SLEEP": "0"}, capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "started at epoch 3" in resumed.stdout
+        _, old_err = old.communicate(timeout=60)
+    finally:
+        old.kill()
+    assert old.returncode != 0 and "taken over" in old_err
+    assert tracker.curves("r", db=str(tmp_path / "t.db"))["epoch"] == list(range(14))
+    store = open_store(str(tmp_path / "t.db"), create=False)
+    attempts = [(a.status, a.initial_epoch) for a in store.attempts(store.get_run("r").id)]
+    store.close()
+    # The old writer's own exit does not overwrite how it ended (item 20).
+    assert attempts == [("taken-over", 0), ("completed", 3)]
+
+
+def test_extending_a_completed_run_does_not_warn_about_its_target(db, ckpt, record):
+    record("r", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record("r", 5)
+    assert tracker.runs(db)[0].target_epochs == 5

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import tracker
-from tests.servers import PG_PASSWORD, S3_CREDENTIALS, require_postgres
+from tests.support.servers import PG_PASSWORD, S3_CREDENTIALS, require_postgres
 from tracker.redact import redact, unredact
 
 CHILD = Path(__file__).with_name("child_numpy.py")

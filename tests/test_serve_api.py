@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import tracker
-from tests import serving
+from tests.support import serving
 from tracker.records import Position, ProcessInfo
 from tracker.serve.app import STATIC, allowed_hosts, create_app
 from tracker.store import open_store

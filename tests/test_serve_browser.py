@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import tracker
-from tests import serving
+from tests.support import serving
 from tracker.records import Position
 from tracker.store import open_store
 from tracker.store.tables import epochs, runs

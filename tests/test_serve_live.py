@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import serving
-from tests.servers import sqlite_only
+from tests.support import serving
+from tests.support.servers import sqlite_only
 
 CHILD = Path(__file__).with_name("child_numpy.py")
 
@@ -111,7 +111,7 @@ def test_busy_port_is_a_one_line_error_and_another_host_warns(record, db, tmp_pa
 
 
 def test_database_url_password_is_masked_in_what_it_prints(postgres_db, tmp_path):
-    from tests.servers import PG_PASSWORD
+    from tests.support.servers import PG_PASSWORD
 
     subprocess.run([sys.executable, str(CHILD), "r", "1", "--db", postgres_db], env=serving.env(), cwd=tmp_path, check=True, timeout=120)
     server = serving.start(postgres_db)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 import tracker
 from tests.conftest import same_floats
-from tests.servers import sqlite_only
+from tests.support.servers import sqlite_only
 from tracker.store import migrate, open_store
 from tracker.store.tables import metadata
 

@@ -3,7 +3,7 @@
 ``start(db)`` launches the server on a free port and returns once it printed its URL.
 ``Events(url)`` reads ``/api/events`` in a thread. ``Watcher(db, run)`` is a server with an open
 page's traffic, for the scripts that check that serving does not disturb training
-(``scripts/crash_torture.py --serve``, ``scripts/sweep_bench.py --serve``).
+(``python -m scripts.crash_torture --serve``, ``python -m scripts.sweep_bench --serve``).
 ``chromium(playwright)`` launches ``/usr/bin/chromium`` with the issue's flags (Playwright's own
 browser download is never used); without it the browser tests skip, or fail when ``CI=true`` or
 ``TRACKER_TEST_REQUIRE_SERVERS=1``.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]

@@ -13,7 +13,6 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -43,24 +42,6 @@ def require_postgres() -> sa.URL:
             "so that a mangled password fails (scripts/test_postgres.sh starts one and prints its URL)"
         )
     return url
-
-
-def fresh_postgres_database() -> Iterator[str]:
-    """Create an empty database for one test, yield its URL (with a password), drop it after."""
-    admin_url = require_postgres()
-    name = f"tracker_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as e:
-        pytest.fail(f"PostgreSQL server at {admin_url.render_as_string()} is unreachable: {e}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 #: The environment a process needs to reach the test S3 server (besides AWS_ENDPOINT_URL).
