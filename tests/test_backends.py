@@ -62,7 +62,7 @@ def test_the_checkpoint_records_its_backend(keras_env, make_model, data, sqlite_
 
 def test_a_torch_dataloader_with_its_own_generator_is_named_before_training(keras_env, data) -> None:
     torch = pytest.importorskip("torch")  # installed with '.[torch]'; the tensorflow-only install has no DataLoader to pass
-    from tracker.keras.adapter import _warn_if_inexact
+    from tracker.keras.inputs import _warn_if_inexact
 
     run = SimpleNamespace(name="r", schedule=SimpleNamespace(inside_epochs=False))  # the warning names the run
     x, y = data
@@ -79,7 +79,7 @@ def test_an_unbuilt_model_is_built_from_a_torch_dataloader_without_drawing_from_
     """A resumed subclassed model is built before fit from its input's shape; a DataLoader has none of its own."""
     torch = pytest.importorskip("torch")
     from tests.support.models import tiny
-    from tracker.keras.adapter import _build_from
+    from tracker.keras.inputs import _build_from
 
     x, y = data
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16, shuffle=True)

@@ -1,31 +1,25 @@
-"""The Keras adapter: a callback, and the patch of ``Model.fit`` that `track` installs.
+"""The callback that records ``fit`` into a `tracker.run.core.Run`, and restores its resume point at the start.
 
-What is saved and restored lives in `tracker.keras.state`; files and the database
-in the framework-free core, `tracker.run`, which this module uses and which never
-imports it. Import this module only when Keras is wanted: it imports Keras.
+What is saved and restored lives in `tracker.keras.state`, what the inputs are in
+`tracker.keras.inputs`, every private Keras API in `tracker.keras.internals`; files and the
+database in the framework-free core, `tracker.run`, which this module uses and which never
+imports it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
-import sys
-import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
-import numpy as np
-from keras.src.trainers.epoch_iterator import EpochIterator
 
 from tracker.errors import Preempted, TrackerError
+from tracker.keras import internals
 from tracker.keras import state as keras_state
+from tracker.keras.inputs import _IteratorCount
 from tracker.records import ResumePoint, StepValues
 from tracker.run.core import Run
-
-_FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
 
 
 class TrackerCallback(keras.callbacks.Callback):
@@ -208,9 +202,7 @@ class TrackerCallback(keras.callbacks.Callback):
     def _save_inside(self, done: int) -> None:
         """Hand a step checkpoint ``done`` batches into the current epoch to the writer."""
         self.run.flush()  # at most one snapshot alive at a time, as at epoch ends
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()  # the JAX trainer keeps the state outside the model's variables during an epoch
+        internals.sync_jax_state(self.model)
         step = self._step0 + done
         arrays, header = keras_state.capture(self.model, self._peers, inside=self._start)
         self.run.submit_step(StepValues(self._epoch, done, step, {}), arrays, header)
@@ -271,7 +263,13 @@ class StepTracker(TrackerCallback):
 
 
 def callback_for(run: Run, **kwargs: Any) -> TrackerCallback:
-    """The callback that records ``run``: with a batch hook only when the run needs one."""
+    """The callback that records ``run``: with a batch hook only when the run needs one.
+
+    Example:
+        ```python
+        model.fit(x, y, callbacks=[callback_for(run)], initial_epoch=run.initial_epoch)  # what run.callback is
+        ```
+    """
     inside = run.schedule.inside_epochs or run.log_every_steps is not None
     return (StepTracker if inside else TrackerCallback)(run, **kwargs)
 
@@ -283,34 +281,26 @@ def _log_restored_metrics_if_no_batch_trains(model: keras.Model) -> None:
     epoch's only step finds the input empty, and Keras, with no step's logs to match, would log none
     of the training metrics. Applies once: the first call is fit's, for the epoch's logs.
     """
-    def once(logs: dict) -> dict:
-        del model.__dict__["_get_metrics_result_or_logs"]
-        return model._get_metrics_result_or_logs(logs) if logs else model.get_metrics_result()
-
-    # In the instance's own dict, past Keras's attribute tracking; deleting it restores the class's method.
-    model.__dict__["_get_metrics_result_or_logs"] = once
+    internals.replace_epoch_logs_once(model, lambda logs, keras_default: keras_default(logs) if logs else model.get_metrics_result())
 
 
 class _BatchSkip:
     """Makes the next epoch that ``fit`` enumerates start after its first ``n`` batches.
 
     The skipped batches are drawn from the data (so that the data stays where it was) but no model
-    step runs on them. Every backend's ``EpochIterator`` yields ``(begin, end, iterator)`` from
-    ``_enumerate_iterator``, and the train step then draws its batches from ``iterator``.
+    step runs on them (see `tracker.keras.internals.replace_epoch_enumeration`).
     """
 
     def __init__(self) -> None:
-        self._original: Any = None
+        self._undo: Callable[[], None] | None = None
 
     def install(self, n: int, *, then: Callable[[], None]) -> None:
         """Skip ``n`` batches of the next epoch, then call ``then()`` before its first batch trains."""
-        original = self._original = EpochIterator.__dict__["_enumerate_iterator"]
-        skip = self
 
-        def enumerate_after(iterator_self: EpochIterator) -> Iterator[tuple[int, int, Any]]:
-            skip.remove()  # one epoch only
+        def after_n(steps: internals.Steps) -> internals.Steps:
+            self.remove()  # one epoch only
             skipped = False
-            for begin, end, iterator in original(iterator_self):
+            for begin, end, iterator in steps:
                 if begin >= n:
                     if not skipped:
                         skipped = True
@@ -325,116 +315,13 @@ class _BatchSkip:
             if not skipped:
                 then()
 
-        EpochIterator._enumerate_iterator = enumerate_after
+        self._undo = internals.replace_epoch_enumeration(after_n)
 
     def remove(self) -> None:
-        if self._original is not None:
-            EpochIterator._enumerate_iterator = self._original
-            self._original = None
-
-
-class _IteratorCount:
-    """Counts the iterators ``fit`` creates over each ``tf.data`` input, on top of a restored start.
-
-    Each new iterator of ``shuffle(seed=..., reshuffle_each_iteration=True)`` draws the next
-    seed, so this count is the position of the shuffle stream.
-    """
-
-    def __init__(self, datasets: dict[str, Any], start: dict[str, int]) -> None:
-        self._datasets = datasets
-        self._counts = {name: start.get(name, 0) for name in datasets}
-
-    def positions(self) -> dict[str, int]:
-        return dict(self._counts)
-
-    def fast_forward(self) -> None:
-        for name, ds in self._datasets.items():
-            for _ in range(self._counts[name]):
-                iter(ds)
-
-    @contextlib.contextmanager
-    def counting(self) -> Iterator[None]:
-        if not self._datasets:
-            yield
-            return
-        import tensorflow as tf
-
-        original = tf.data.Dataset.__iter__
-        by_id = {id(ds): name for name, ds in self._datasets.items()}
-
-        def counted(ds: Any) -> Any:
-            name = by_id.get(id(ds))
-            if name is not None:
-                self._counts[name] += 1
-            return original(ds)
-
-        tf.data.Dataset.__iter__ = counted
-        try:
-            yield
-        finally:
-            tf.data.Dataset.__iter__ = original
-
-
-def patch_fit(run: Run) -> Callable[[], None]:
-    """Make the next ``keras.Model.fit`` call in this thread record into ``run``; returns the undo."""
-    original = keras.Model.fit
-    owner = threading.get_ident()
-    used = False
-
-    @functools.wraps(original)
-    def fit(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
-        nonlocal used
-        if threading.get_ident() != owner:
-            warnings.warn(
-                f"fit was called from another thread than the one that opened tracker.track({run.name!r}); that fit "
-                "is not tracked. Call fit in the thread that opened the block.", stacklevel=2,
-            )
-            return original(model, *args, **kwargs)
-        if used:
-            raise TrackerError(f"Run {run.name!r} already tracked one fit call; start a new tracker.track(...) block for each fit.")
-        used = True
-        bound = dict(zip(_FIT_PARAMS, args)) | kwargs
-        callbacks = list(bound.pop("callbacks", None) or [])
-        if any(isinstance(c, TrackerCallback) for c in callbacks):
-            return original(model, callbacks=callbacks, **bound)
-        requested = bound.pop("initial_epoch", 0)
-        if requested not in (0, run.initial_epoch):
-            raise ValueError(
-                f"fit(initial_epoch={requested}) conflicts with run {run.name!r}, which resumes at epoch "
-                f"{run.initial_epoch}. Drop initial_epoch: tracker.track sets it from the newest committed epoch."
-            )
-        epochs = bound.get("epochs", 1)
-        start = run.initial_epoch
-        if run.stopped_early:
-            warnings.warn(f"Run {run.name!r} was stopped early by a callback at epoch {start - 1}; nothing to train. "
-                          "The model gets the final checkpoint. Rewind with python -m tracker.resume --from-epoch to train more.", stacklevel=2)
-            start = epochs
-        elif start > epochs:
-            warnings.warn(f"Run {run.name!r} already has {start} epochs, more than the epochs={epochs} that fit asks for; "
-                          f"nothing to train, and the run keeps its {start} epochs. The model gets the newest checkpoint "
-                          f"(epoch {start - 1}). To train from an earlier epoch, rewind with "
-                          f"python -m tracker.resume {run.name} --from-epoch K.", stacklevel=2)
-        elif start == epochs:
-            warnings.warn(f"Run {run.name!r} already has all {epochs} epochs; nothing to train. "
-                          "The model gets the newest checkpoint. Pass a larger epochs= to extend the run.", stacklevel=2)
-        exact = _warn_if_inexact(run, bound)
-        data = _IteratorCount(_datasets(bound), run.resume_point.header.get("data", {}) if run.resume_point else {})
-        if run.resume_point is not None:
-            if not model.built:
-                _build_from(model, bound.get("x"))
-            if run.resume_point.batch:
-                _build_metrics(model, bound)
-            data.fast_forward()
-        tracking = callback_for(run, peers=callbacks, data=data, inside=exact)
-        with data.counting():
-            return original(model, callbacks=[*callbacks, tracking], initial_epoch=start, **bound)
-
-    keras.Model.fit = fit
-
-    def undo() -> None:
-        keras.Model.fit = original
-
-    return undo
+        """Give back Keras's own epoch enumeration, if the skip is still installed."""
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
 
 
 def metric_direction(model: keras.Model, monitor: str) -> str | None:
@@ -442,144 +329,16 @@ def metric_direction(model: keras.Model, monitor: str) -> str | None:
 
     Keras's ``MonitorCallback`` reads each compiled metric's direction; a loss is minimized.
     None when Keras cannot tell (a metric function of the user's own, say).
+
+    Example:
+        ```python
+        metric_direction(model, "val_accuracy")  # "max" once the compiled metrics are built
+        ```
     """
     name = monitor.removeprefix("val_")
     if name == "loss" or name.endswith("_loss"):
         return "min"
-
-    def flat(metrics: Sequence[Any]) -> Iterator[Any]:
-        for m in metrics:
-            yield m
-            # The compiled metrics come as containers (CompileMetrics, MetricsList) that list their metrics.
-            yield from flat(getattr(m, "metrics", None) or [])
-
-    for m in flat(getattr(model, "metrics", [])):
-        # `_direction` is where Keras keeps it ("up" or "down"); MonitorCallback reads the same attribute.
-        direction = getattr(m, "_direction", None)
-        if m.name == name and direction in ("up", "down"):
+    for metric, direction in internals.direction_marks(model):
+        if metric == name:
             return "max" if direction == "up" else "min"
     return None
-
-
-def _tf_dataset_type() -> type | None:
-    """``tf.data.Dataset``, or None when TensorFlow is not loaded: then no input can be one.
-
-    Never imports TensorFlow itself, so that a JAX or torch run does not load it.
-    """
-    tf = sys.modules.get("tensorflow")
-    return tf.data.Dataset if tf is not None and hasattr(tf, "data") else None
-
-
-def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
-    dataset = _tf_dataset_type()
-    if dataset is None:
-        return {}
-    return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), dataset)}
-
-
-def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
-    """Name, before the first epoch, each input whose position a resume cannot restore; False for one.
-
-    Such an input gets no checkpoint inside epochs: a resume from one would skip batches of a
-    different order. Its resume point stays the newest epoch end.
-    """
-    x = bound.get("x")
-    dataset = _tf_dataset_type()
-    reason = None
-    if isinstance(x, keras.utils.PyDataset):
-        reason = "a keras.utils.PyDataset keeps its order in Python state that tracker cannot save"
-    elif inspect.isgenerator(x) or isinstance(x, Iterator):
-        reason = "a Python generator or iterator keeps hidden state that tracker cannot save"
-    elif dataset is not None and isinstance(x, dataset) and bound.get("class_weight") is not None:
-        reason = "with class_weight, Keras wraps the tf.data input, so its shuffle position cannot be followed"
-    elif _is_torch_loader(x) and getattr(x, "generator", None) is not None:
-        reason = "a torch DataLoader given its own generator keeps its order in that generator, which tracker does not save"
-    elif bound.get("steps_per_epoch") is not None and bound["steps_per_epoch"] != _batches_per_pass(bound, dataset):
-        reason = ("with steps_per_epoch shorter or longer than one pass over the input, Keras draws the epochs' batches "
-                  "from one iterator that runs on across epochs, and a resume would restart it")
-    if reason:
-        warnings.warn(
-            f"Run {run.name!r}: a resumed run will not be bit-identical to an uninterrupted one: {reason}. "
-            "Weights, optimizer state and the epoch counter still resume.",
-            stacklevel=3,
-        )
-        if run.schedule.inside_epochs:
-            warnings.warn(
-                f"Run {run.name!r}: no checkpoint inside epochs with this input ({reason}), since a resume could not find "
-                "its place in the data: checkpoint_every_steps/_seconds fall back to epoch ends, and a stop signal "
-                "stops at the next batch without saving it (the resume point stays the newest epoch end).",
-                stacklevel=3,
-            )
-    return reason is None
-
-
-def _batches_per_pass(bound: dict[str, Any], dataset: type | None) -> int | None:
-    """How many batches one pass over ``fit``'s training input gives, where that is known before fit runs."""
-    x = bound.get("x")
-    if dataset is not None and isinstance(x, dataset):
-        n = int(x.cardinality())
-        return n if n >= 0 else None  # infinite (repeat()) or unknown
-    if _is_torch_loader(x):
-        try:
-            return len(x)
-        except TypeError:  # an IterableDataset without a length
-            return None
-    arrays = keras.tree.flatten(x)
-    if not arrays or not hasattr(arrays[0], "shape"):
-        return None
-    samples = int(arrays[0].shape[0] * (1.0 - (bound.get("validation_split") or 0.0)))  # as Keras splits
-    return -(-samples // (bound.get("batch_size") or 32))
-
-
-def _is_torch_loader(x: Any) -> bool:
-    # Never imports torch: a DataLoader can only exist once torch is loaded.
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.utils.data.DataLoader)
-
-
-def _build_from(model: keras.Model, x: Any) -> None:
-    """Build an unbuilt (subclassed) model symbolically from its input's shape, without drawing data."""
-    model(_symbolic(x, first_only=True))
-
-
-def _build_metrics(model: keras.Model, bound: dict[str, Any]) -> None:
-    """Build the compiled metrics now, from the input's shapes, without drawing data.
-
-    On TensorFlow fit builds them only when it traces its first step, but a resume inside an
-    epoch must give them their running state before that step.
-    """
-    if not hasattr(model, "_symbolic_build") or bound.get("x") is None:
-        return
-    x = bound["x"]
-    if _tf_dataset_type() is not None and isinstance(x, _tf_dataset_type()):
-        batch = _symbolic(x, first_only=False)
-    elif bound.get("y") is not None:
-        batch = (_symbolic(x, first_only=False), _symbolic(bound["y"], first_only=False))
-    else:
-        return
-    model._symbolic_build(data_batch=batch)
-
-
-def _symbolic(x: Any, *, first_only: bool) -> Any:
-    """Symbolic tensors shaped like one batch of ``x`` (arrays, or a ``tf.data`` input's elements)."""
-    dataset = _tf_dataset_type()
-    if dataset is not None and isinstance(x, dataset):
-        spec = x.element_spec
-        spec = spec[0] if first_only and isinstance(spec, tuple) else spec
-        return keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), spec)
-    if _is_torch_loader(x):
-        # One sample read from the dataset itself: iterating the DataLoader would draw a shuffle order.
-        # An iterable dataset cannot be indexed: its first batch is read instead (before the saved
-        # generators are put back, so a draw does not count).
-        try:
-            sample, batched = x.dataset[0], False
-        except (TypeError, NotImplementedError, AttributeError):
-            sample, batched = next(iter(x)), True
-        parts = keras.utils.unpack_x_y_sample_weight(sample)
-        return keras.tree.map_structure(
-            lambda a: keras.KerasTensor((None, *a.shape[batched:]), keras.backend.standardize_dtype(a.dtype)),
-            parts[0] if first_only else tuple(p for p in parts if p is not None),
-        )
-    return keras.tree.map_structure(
-        lambda a: keras.KerasTensor((None, *np.shape(a)[1:]), keras.backend.standardize_dtype(getattr(a, "dtype", "float32"))), x
-    )
