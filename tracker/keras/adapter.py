@@ -23,7 +23,7 @@ from keras.src.trainers.epoch_iterator import EpochIterator
 from tracker.errors import Preempted, TrackerError
 from tracker.keras import state as keras_state
 from tracker.records import ResumePoint, StepValues
-from tracker.run.core import Run
+from tracker.run.adapter import TrainingRun
 
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
 
@@ -45,7 +45,7 @@ class TrackerCallback(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run: Run, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None, inside: bool = True
+        self, run: TrainingRun, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None, inside: bool = True
     ) -> None:
         super().__init__()
         self.run = run
@@ -241,7 +241,7 @@ class StepTracker(TrackerCallback):
     logged steps fall on the first boundary at or after the step asked for.
     """
 
-    def __init__(self, run: Run, **kwargs: Any) -> None:
+    def __init__(self, run: TrainingRun, **kwargs: Any) -> None:
         super().__init__(run, **kwargs)
         self._last_logged = 0
 
@@ -270,7 +270,7 @@ class StepTracker(TrackerCallback):
             self._save_inside(done)
 
 
-def callback_for(run: Run, **kwargs: Any) -> TrackerCallback:
+def callback_for(run: TrainingRun, **kwargs: Any) -> TrackerCallback:
     """The callback that records ``run``: with a batch hook only when the run needs one."""
     inside = run.schedule.inside_epochs or run.log_every_steps is not None
     return (StepTracker if inside else TrackerCallback)(run, **kwargs)
@@ -375,7 +375,7 @@ class _IteratorCount:
             tf.data.Dataset.__iter__ = original
 
 
-def patch_fit(run: Run) -> Callable[[], None]:
+def patch_fit(run: TrainingRun) -> Callable[[], None]:
     """Make the next ``keras.Model.fit`` call in this thread record into ``run``; returns the undo."""
     original = keras.Model.fit
     owner = threading.get_ident()
@@ -477,7 +477,7 @@ def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
     return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), dataset)}
 
 
-def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
+def _warn_if_inexact(run: TrainingRun, bound: dict[str, Any]) -> bool:
     """Name, before the first epoch, each input whose position a resume cannot restore; False for one.
 
     Such an input gets no checkpoint inside epochs: a resume from one would skip batches of a
