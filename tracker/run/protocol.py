@@ -137,8 +137,8 @@ class Run:
         self._store: Store | None = None
         self._run: RunRow | None = None
         self._attempt_id: int | None = None
-        self._first_commit = True
         self._heartbeat: Heartbeat | None = None
+        self._first_commit = True
         self._unpatch: Callable[[], None] | None = None
         self._callback: object | None = None
         self._handover = Handover(self.name, commit_rows=lambda rows: self.commit_step(rows[-1], None, None, step_rows=rows))
@@ -146,11 +146,8 @@ class Run:
         #: The run as it was before this attempt started; None for a new run.
         self._before: RunRow | None = None
         self._claimed = False
-        #: Whether this start found no ownership marker: the folder is new to the run.
-        self._new_folder = False
-        #: Whether a fit call began inside the block, and whether it began training epochs.
-        self._fit_seen = False
-        self._training_began = False
+        self._new_folder = False  # this start found no ownership marker: the folder is new to the run
+        self._fit_seen = self._training_began = False  # a fit call began inside the block; it began training epochs
         #: The first epoch ``fit`` must run: one past the newest committed epoch that verifies,
         #: or the epoch of a newer step checkpoint.
         self.initial_epoch = 0
@@ -294,8 +291,7 @@ class Run:
 
     @property
     def force(self) -> bool:
-        """Whether this run was opened with ``force=True`` or ``TRACKER_FORCE=1``: an adapter may then
-        also accept a resume that it would refuse (the Keras adapter: another backend)."""
+        """Whether this run was opened with ``force=True`` or ``TRACKER_FORCE=1`` (see `TrainingRun.force`)."""
         return self._force
 
     @property
@@ -313,12 +309,7 @@ class Run:
         return self._callback
 
     def resolve_monitor(self, default: str, direction: Callable[[str], str | None]) -> None:
-        """Settle the metric that defines the best epoch, before the first epoch is handed over.
-
-        The adapter knows its framework's conventions: ``default`` is the monitor when the user
-        named none (and the run recorded none), and ``direction(name)`` says whether ``"min"`` or
-        ``"max"`` of a metric is better, or None when the framework cannot tell.
-        """
+        """Settle the metric that defines the best epoch, in the adapter's framework's terms (see `Monitor.resolve`)."""
         self._monitor.resolve(default, direction)
 
     def fit_started(self) -> None:
@@ -344,8 +335,7 @@ class Run:
         self._run = dataclasses.replace(run, target_epochs=epochs)
 
     def on_preempt(self, stop: Callable[[], None] | None) -> None:
-        """While training runs, ``stop()`` is what a stop signal calls: it must make the training loop end
-        at the next batch boundary (where the adapter saves, then raises `Preempted`). None when training ends."""
+        """While training runs, ``stop()`` is what a stop signal calls to end the loop at the next batch boundary."""
         self._stops.on_stop = stop
 
     def take_resume_point(self) -> ResumePoint | None:
