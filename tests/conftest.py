@@ -103,7 +103,8 @@ def record(db: str, ckpt: str) -> Iterator[Callable[..., Run]]:
     left_open: list[Run] = []
     yield _record
     for run in left_open:  # a "crashed" writer's heartbeat must not outlive its test database
-        run._stop_heartbeat.set()
+        if run._heartbeat is not None:
+            run._heartbeat.stop()
         if run._store is not None:
             run._store.close()
 

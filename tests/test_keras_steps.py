@@ -157,7 +157,7 @@ def test_log_every_steps_records_the_running_metrics_by_global_step(make_model, 
 
 
 def test_log_every_steps_commits_in_groups_not_one_transaction_per_step(make_model, data, db, ckpt, monkeypatch):
-    from tracker.run import core as run_module
+    from tracker.run import handover as run_module
     from tracker.store import Store
 
     grouped: list[tuple[str, int]] = []

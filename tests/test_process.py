@@ -42,7 +42,7 @@ def test_restarted_job_with_the_same_pid_takes_over_its_own_run(tmp_path):
 
 
 def test_an_attempt_with_this_pid_but_another_process_start_is_dead(db, ckpt, record):
-    record("r", 2, finish=None)._stop_heartbeat.set()
+    record("r", 2, finish=None)._heartbeat.stop()
     store = open_store(db)
     writer = store.attempts(store.get_run("r").id)[-1]
     assert writer.process.pid == os.getpid() and writer.alive()

@@ -181,11 +181,11 @@ def test_the_stop_signal_handler_lives_only_inside_the_block_and_can_be_changed_
     try:
         with tracker.track("a", db=db, checkpoint_dir=ckpt, monitor="loss") as run:
             run.fit_started()
-            assert signal.getsignal(signal.SIGTERM) == run._stop_requested
+            assert signal.getsignal(signal.SIGTERM) == run._stops.received
         assert signal.getsignal(signal.SIGTERM) is mine
         with tracker.track("b", db=db, checkpoint_dir=ckpt, monitor="loss", save_on_signal=[signal.SIGUSR1, signal.SIGINT]) as run:
             run.fit_started()
-            assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGUSR1) == run._stop_requested
+            assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGUSR1) == run._stops.received
         assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
         with tracker.track("c", db=db, checkpoint_dir=ckpt, monitor="loss", save_on_signal=None) as run:
             run.fit_started()

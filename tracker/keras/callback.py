@@ -1,4 +1,4 @@
-"""The callback that records ``fit`` into a `tracker.run.core.Run`, and restores its resume point at the start.
+"""The callback that records ``fit`` into a `tracker.run.adapter.TrainingRun`, and restores its resume point at the start.
 
 What is saved and restored lives in `tracker.keras.state`, what the inputs are in
 `tracker.keras.inputs`, every private Keras API in `tracker.keras.internals`; files and the
@@ -19,7 +19,7 @@ from tracker.keras import internals
 from tracker.keras import state as keras_state
 from tracker.keras.inputs import _IteratorCount
 from tracker.records import ResumePoint, StepValues
-from tracker.run.core import Run
+from tracker.run.adapter import TrainingRun
 
 
 class TrackerCallback(keras.callbacks.Callback):
@@ -39,7 +39,7 @@ class TrackerCallback(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, run: Run, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None, inside: bool = True
+        self, run: TrainingRun, *, peers: Sequence[keras.callbacks.Callback] = (), data: _IteratorCount | None = None, inside: bool = True
     ) -> None:
         super().__init__()
         self.run = run
@@ -233,7 +233,7 @@ class StepTracker(TrackerCallback):
     logged steps fall on the first boundary at or after the step asked for.
     """
 
-    def __init__(self, run: Run, **kwargs: Any) -> None:
+    def __init__(self, run: TrainingRun, **kwargs: Any) -> None:
         super().__init__(run, **kwargs)
         self._last_logged = 0
 
@@ -262,7 +262,7 @@ class StepTracker(TrackerCallback):
             self._save_inside(done)
 
 
-def callback_for(run: Run, **kwargs: Any) -> TrackerCallback:
+def callback_for(run: TrainingRun, **kwargs: Any) -> TrackerCallback:
     """The callback that records ``run``: with a batch hook only when the run needs one.
 
     Example:

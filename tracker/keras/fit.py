@@ -19,12 +19,12 @@ import keras
 from tracker.errors import TrackerError
 from tracker.keras.callback import TrackerCallback, callback_for
 from tracker.keras.inputs import _build_from, _build_metrics, _datasets, _IteratorCount, _warn_if_inexact
-from tracker.run.core import Run
+from tracker.run.adapter import TrainingRun
 
 _FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]  # without self
 
 
-def patch_fit(run: Run) -> Callable[[], None]:
+def patch_fit(run: TrainingRun) -> Callable[[], None]:
     """Make the next ``keras.Model.fit`` call in this thread record into ``run``; returns the undo.
 
     Example:

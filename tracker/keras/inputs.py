@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from tracker.keras import internals
-from tracker.run.core import Run
+from tracker.run.adapter import TrainingRun
 
 
 class _IteratorCount:
@@ -76,7 +76,7 @@ def _datasets(bound: dict[str, Any]) -> dict[str, Any]:
     return {k: bound[k] for k in ("x", "validation_data") if isinstance(bound.get(k), dataset)}
 
 
-def _warn_if_inexact(run: Run, bound: dict[str, Any]) -> bool:
+def _warn_if_inexact(run: TrainingRun, bound: dict[str, Any]) -> bool:
     """Name, before the first epoch, each input whose position a resume cannot restore; False for one.
 
     Such an input gets no checkpoint inside epochs: a resume from one would skip batches of a

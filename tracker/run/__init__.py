@@ -4,7 +4,9 @@ The core of tracker: it knows no ML framework. `Run` is the protocol (start, com
 heartbeat); `track` wires a `Run` to Keras's ``fit`` through a small `Integration`.
 """
 
-from tracker.run.core import Integration, Run
+from tracker.run.adapter import Integration
+from tracker.run.protocol import Run
+from tracker.run.reader import Reader  # noqa: F401 - defined here, so that every Run can become one on a non-chief worker
 from tracker.run.track import track
 
 __all__ = ["Integration", "Run", "track"]

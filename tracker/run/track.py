@@ -17,7 +17,9 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from tracker.run.core import Run
+from tracker.run.adapter import TrainingRun
+from tracker.run.options import RunOptions
+from tracker.run.protocol import Run
 
 
 class KerasIntegration:
@@ -35,12 +37,12 @@ class KerasIntegration:
             return {}
         return {"keras_backend": keras.backend.backend()}
 
-    def attach(self, run: Run) -> Callable[[], None]:
+    def attach(self, run: TrainingRun) -> Callable[[], None]:
         from tracker import keras as adapter
 
         return adapter.patch_fit(run)
 
-    def callback(self, run: Run) -> object:
+    def callback(self, run: TrainingRun) -> object:
         from tracker.keras import callback_for
 
         return callback_for(run)
@@ -118,9 +120,5 @@ def track(
     Returns:
         A `Run`, to use as a context manager.
     """
-    return Run(
-        name, db=db, checkpoint_dir=checkpoint_dir, config=config, monitor=monitor, mode=mode,
-        keep_last=keep_last, keep_best=keep_best, force=force, storage_options=storage_options,
-        integration=KERAS, checkpoint_every_steps=checkpoint_every_steps, checkpoint_every_seconds=checkpoint_every_seconds,
-        keep_last_steps=keep_last_steps, log_every_steps=log_every_steps, save_on_signal=save_on_signal,
-    )
+    # Every parameter of track is the RunOptions field of the same name (tests/test_run_parts.py checks it).
+    return Run.from_options(RunOptions(**locals()), KERAS)
