@@ -1,4 +1,4 @@
-"""Checkpoint files: durable writes, verification, cleanup. Knows nothing of Keras.
+"""Checkpoint folders: where a run's files go (local disk or object storage), their ownership, verification and cleanup.
 
 A checkpoint is an uncompressed ``.npz`` file (readable with plain numpy) of
 named arrays plus a JSON header. Its sha256 and size are computed while the
