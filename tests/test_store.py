@@ -118,7 +118,9 @@ def test_a_newer_schema_is_refused(db, record):
 def test_a_database_at_the_previous_revision_is_upgraded_when_opened_and_keeps_its_data(db, record):
     record("r", 5)
     store = open_store(db)
-    with store.engine.begin() as conn:  # back to revision 0001's schema: undo 0005, 0004, 0003 and 0002 by hand
+    with store.engine.begin() as conn:  # back to revision 0001's schema: undo 0006 to 0002 by hand
+        conn.exec_driver_sql("DROP TABLE trials")
+        conn.exec_driver_sql("DROP TABLE sweeps")
         conn.exec_driver_sql("DROP TABLE step_metrics")
         conn.exec_driver_sql("DROP TABLE steps")
         conn.exec_driver_sql("DROP TABLE tags")

@@ -24,6 +24,7 @@ from tracker.errors import (
 )
 from tracker.query import RunInfo, curves, runs
 from tracker.run import Run, track
+from tracker.search import SweepError, Trial, choice, loguniform, randint, sweep, sweep_trials, uniform
 
 __all__ = [
     "CheckpointError",
@@ -36,8 +37,16 @@ __all__ = [
     "RunNotFoundError",
     "SchemaError",
     "StoreError",
+    "SweepError",
     "TrackerError",
+    "Trial",
+    "choice",
     "curves",
+    "loguniform",
+    "randint",
     "runs",
+    "sweep",
+    "sweep_trials",
     "track",
+    "uniform",
 ]

@@ -38,6 +38,10 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)
     #: Set with ``tracker note RUN TEXT``.
     note: str | None = None
+    #: The sweep this run is a trial of (`tracker.sweep`, `tracker.track_tuner`, `tracker.track_optuna`), or None.
+    sweep: str | None = None
+    #: Its trial number in that sweep, or None.
+    trial: int | None = None
 
 
 def attempt_status(attempt: AttemptRow) -> Status:
@@ -69,6 +73,7 @@ def runs(db: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     try:
         found = store.list_runs()
         notes = store.annotations()
+        trials = store.sweep_of_runs()
         return [
             RunInfo(
                 name=r.name, status=effective_status(r, a), last_epoch=r.last_epoch, target_epochs=r.target_epochs,
@@ -76,6 +81,7 @@ def runs(db: str | os.PathLike[str] | None = None) -> list[RunInfo]:
                 best_epoch=r.best_epoch, best_value=r.best_value, config=r.config,
                 # A run created after list_runs read has no annotations yet.
                 tags=notes.get(r.id, ({}, None))[0], note=notes.get(r.id, ({}, None))[1],
+                sweep=trials.get(r.name, (None, None))[0], trial=trials.get(r.name, (None, None))[1],
             )
             for r, a in found
         ]

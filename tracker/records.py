@@ -1,6 +1,6 @@
 """The records tracker's layers hand each other, and the statuses of runs and attempts.
 
-A leaf module: it imports nothing of tracker's but `tracker.process` (itself a leaf), so
+A leaf module: it imports nothing of tracker's but `tracker.process` and `tracker.settings` (leaves themselves), so
 the file layer can use `FileInfo` without loading the database layer.
 
 Example:
@@ -18,10 +18,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tracker.process import ProcessInfo, is_running
+from tracker.settings import lease_seconds
 
-#: How often a live writer refreshes its heartbeat, and how stale one may get before the writer counts as dead.
-HEARTBEAT_INTERVAL = timedelta(seconds=15)
-LEASE = timedelta(seconds=120)
+
+def lease() -> timedelta:
+    """How stale a writer's heartbeat may get before the writer counts as dead (``$TRACKER_LEASE_SECONDS``)."""
+    return timedelta(seconds=lease_seconds())
+
+
+def heartbeat_interval() -> timedelta:
+    """How often a live writer refreshes its heartbeat: eight beats per lease, so a few slow ones do not lose it."""
+    return lease() / 8
 
 
 def now() -> datetime:
@@ -129,7 +136,7 @@ class AttemptRow:
 
     def alive(self, at: datetime | None = None) -> bool:
         """Whether the process of this attempt still holds its lease."""
-        if self.status != Status.RUNNING or (at or now()) - self.heartbeat_at > LEASE:
+        if self.status != Status.RUNNING or (at or now()) - self.heartbeat_at > lease():
             return False
         return is_running(self.process.host, self.process.pid, self.process.start)
 
@@ -182,3 +189,46 @@ class ResumePoint:
 
 #: The checkpoint header key that says training stopped itself at that epoch.
 STOPPED_KEY = "stopped"
+
+
+class TrialState(str, enum.Enum):
+    """Where a trial of a sweep stands, as the sweep records it; while ``pending``, its run says more."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """A hyperparameter search as the database records it: ``kind`` is ``grid``, ``random``, ``keras-tuner`` or ``optuna``."""
+
+    id: int
+    name: str
+    kind: str
+    #: What it searches, as JSON (e.g. ``{"grid": [["units", [4, 8]]]}``).
+    spec: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial of a sweep, with its run's summary once the run exists."""
+
+    sweep: str
+    number: int
+    run_name: str
+    params: dict[str, Any]
+    state: TrialState
+    #: What the objective returned, if it returned a number.
+    value: float | None
+    error: str | None
+    #: How many times its objective raised.
+    failures: int
+    updated_at: datetime
+    #: The trial's run and its newest attempt, once the run exists.
+    run: RunRow | None = None
+    attempt: AttemptRow | None = None

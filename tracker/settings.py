@@ -23,10 +23,13 @@ ENV_FORCE = "TRACKER_FORCE"
 ENV_TF_CONFIG = "TF_CONFIG"
 #: Seconds a write to a SQLite database waits for a lock that another program holds; unset: as long as it is held.
 ENV_LOCK_TIMEOUT = "TRACKER_LOCK_TIMEOUT"
+#: Seconds a writer that stops beating keeps its run (its lease); the heartbeat beats every eighth of it. Default 120.
+ENV_LEASE = "TRACKER_LEASE_SECONDS"
 #: Test-only: name of a write boundary at which the process stops itself (see `tracker.checkpoint`).
 ENV_PAUSE_AT = "TRACKER_TEST_PAUSE_AT"
 
 DEFAULT_DB = "tracker.db"
+DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+@,-]{0,127}")
@@ -107,6 +110,30 @@ def is_chief() -> bool:
     if kind in (None, "chief"):
         return True
     return kind == "worker" and index == 0 and "chief" not in (config.get("cluster") or {})
+
+
+def lease_seconds() -> float:
+    """``$TRACKER_LEASE_SECONDS``: how long a writer whose heartbeat stopped keeps its run. Defaults to 120.
+
+    A shorter lease hands a frozen writer's run (a stopped process, a lost host) to another process sooner;
+    every process that writes or reads the same database must use the same value.
+
+    Raises:
+        ValueError: The variable is set but is not a number of seconds >= 1.
+    """
+    raw = os.environ.get(ENV_LEASE)
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (1 <= seconds < math.inf):  # also refuses NaN
+        raise ValueError(
+            f"Invalid value for {ENV_LEASE}. Received: {raw!r}. Expected a number of seconds >= 1 (e.g. 120), "
+            "or leave it unset for the default of 120."
+        )
+    return seconds
 
 
 def validate_run_name(name: object) -> str:

@@ -1,6 +1,6 @@
-"""An attempt's heartbeat: a daemon thread that tells the database, every `HEARTBEAT_INTERVAL`, that it is alive.
+"""An attempt's heartbeat: a daemon thread that tells the database, every `tracker.records.heartbeat_interval`, that it is alive.
 
-A process that dies stops beating; once its heartbeat is older than `tracker.records.LEASE`, its attempt no
+A process that dies stops beating; once its heartbeat is older than the lease (`tracker.records.lease`, `$TRACKER_LEASE_SECONDS`), its attempt no
 longer counts as alive (`tracker.records.AttemptRow.alive`) and another process may take the run over.
 
 Example:
@@ -19,13 +19,13 @@ import threading
 from collections.abc import Callable
 
 from tracker.errors import TrackerError
-from tracker.records import HEARTBEAT_INTERVAL
+from tracker.records import heartbeat_interval
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Calls ``beat()`` every `HEARTBEAT_INTERVAL` on its own thread, from `start` to `stop`; a failed beat only warns."""
+    """Calls ``beat()`` every `tracker.records.heartbeat_interval` on its own thread, from `start` to `stop`; a failed beat only warns."""
 
     def __init__(self, beat: Callable[[], None], *, run_name: str) -> None:
         self._beat = beat
@@ -43,7 +43,8 @@ class Heartbeat:
         self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stopped.wait(HEARTBEAT_INTERVAL.total_seconds()):
+        interval = heartbeat_interval().total_seconds()
+        while not self._stopped.wait(interval):
             try:
                 self._beat()
             except TrackerError as e:

@@ -290,6 +290,16 @@ class Run:
     # -- what fit needs (`TrainingRun`) --------------------------------------
 
     @property
+    def run_id(self) -> int | None:
+        """The run's id in its database, once `start` has claimed it."""
+        return None if self._run is None else self._run.id
+
+    @property
+    def attempt_id(self) -> int | None:
+        """This process's attempt at the run, once `start` has claimed it: the writer that commits are fenced to."""
+        return self._attempt_id
+
+    @property
     def force(self) -> bool:
         """Whether this run was opened with ``force=True`` or ``TRACKER_FORCE=1`` (see `TrainingRun.force`)."""
         return self._force

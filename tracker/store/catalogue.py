@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from tracker.records import ProcessInfo, RunRow, Status, now
 from tracker.store.rows import _run_row
-from tracker.store.tables import attempts, epochs, metrics, runs, step_metrics, steps, tags
+from tracker.store.tables import attempts, epochs, metrics, runs, step_metrics, steps, tags, trials
 from tracker.store.writers import Writers, _make_writer
 
 
@@ -74,6 +74,8 @@ class Catalogue(Writers):
                         if path.startswith(prefix):
                             conn.execute(table.update().where(table.c.id == row_id).values(checkpoint_path=new.rstrip("/") + "/" + path[len(prefix):]))
             conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
+            # A trial of a sweep follows its run: the sweep continues it under the new name.
+            conn.execute(trials.update().where(trials.c.run_name == run.name).values(run_name=new_name))
 
     def begin_delete(self, run: RunRow, *, force: bool) -> RunRow:
         """First step of deleting a run: mark it ``deleting`` and no longer pointing at any file, in ONE transaction.

@@ -12,8 +12,10 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.records import AttemptRow, EpochRow, FileInfo, ProcessInfo, RunRow, Status
 from tracker.store.tables import epochs, steps
@@ -51,6 +53,13 @@ def _kept_steps(run_id: int) -> sa.Select:
         .where(steps.c.run_id == run_id, steps.c.checkpoint_path.is_not(None), sa.not_(steps.c.checkpoint_deleted))
         .order_by(steps.c.step.desc(), steps.c.id.desc())
     )
+
+
+def insert_for(conn: sa.Connection) -> Any:
+    """The dialect's ``insert``, which has ``on_conflict_do_nothing`` on SQLite and PostgreSQL alike."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _run_row(r: Mapping) -> RunRow:

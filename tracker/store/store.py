@@ -3,7 +3,7 @@
 Each part has one reason to change: `tracker.store.session` (the engine and its transactions),
 `tracker.store.reads` (runs, checkpoints, curves), `tracker.store.writers` (attempts and the writer's
 lease), `tracker.store.commits` (the fenced commits, superseding, retention) and
-`tracker.store.catalogue` (tags, notes, rename, delete, import). Every method is one transaction.
+`tracker.store.catalogue` (tags, notes, rename, delete, import) and `tracker.store.sweeps` (sweeps and their trials). Every method is one transaction.
 
 Example:
     >>> store = open_store("tracker.db")                           # doctest: +SKIP
@@ -18,9 +18,10 @@ from tracker.store.catalogue import Catalogue
 from tracker.store.commits import Commits
 from tracker.store.reads import Reads
 from tracker.store.session import open_engine
+from tracker.store.sweeps import Sweeps
 
 
-class Store(Reads, Commits, Catalogue):
+class Store(Reads, Commits, Catalogue, Sweeps):
     """tracker's database. Create with `open_store`."""
 
 

@@ -164,3 +164,31 @@ step_metrics = sa.Table(
     # One metric's curve by step is one range scan of this covering index.
     sa.Index("ix_step_metrics_curve", "run_id", "name", "superseded", "step", "value"),
 )
+
+# A hyperparameter search: its kind (``grid``, ``random``, ``keras-tuner``, ``optuna``) and what it searches (JSON).
+sweeps = sa.Table(
+    "sweeps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One trial of a sweep, known before its run exists. The run (by name) holds the curve and the lease; the trial
+# holds what the run cannot: its parameters before it starts, its value, and failures that left no run behind.
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("sweep_id", sa.Integer, sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("run_name", sa.String(128), nullable=False, unique=True),
+    sa.Column("params", sa.Text, nullable=False),
+    # ``pending`` until the trial's objective returned (``completed``) or raised (``failed``).
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("error", sa.Text),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -20,7 +20,7 @@ from tracker.errors import ResumeError, RunLockedError
 from tracker.process import is_this_process
 from tracker.records import AttemptRow, ProcessInfo, RunRow, Status, now
 from tracker.redact import redact
-from tracker.store.rows import _attempt_row, _run_row
+from tracker.store.rows import _attempt_row, _run_row, insert_for
 from tracker.store.session import Session
 from tracker.store.tables import attempts, epochs, runs, steps
 
@@ -74,16 +74,22 @@ class Writers(Session):
         """
         t = now()
         with self._write() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.name == name)).mappings().first()
+            # On PostgreSQL, FOR UPDATE makes two processes claiming the same run at once (workers of one sweep)
+            # take turns: the second sees the first's writer and is refused. SQLite's BEGIN IMMEDIATE already does.
+            claim = sa.select(runs).where(runs.c.name == name).with_for_update()
+            row = conn.execute(claim).mappings().first()
+            uid = None
             if row is None:
-                run_id = conn.execute(
-                    runs.insert().values(
-                        name=name, uid=uuid.uuid4().hex, status=Status.RUNNING, created_at=t, updated_at=t,
+                uid = uuid.uuid4().hex
+                conn.execute(
+                    insert_for(conn)(runs).values(
+                        name=name, uid=uid, status=Status.RUNNING, created_at=t, updated_at=t,
                         config=json.dumps(dict(config), sort_keys=True), checkpoint_dir=checkpoint_dir,
-                    )
-                ).inserted_primary_key[0]
-            else:
-                run_id = row["id"]
+                    ).on_conflict_do_nothing(index_elements=["name"])
+                )
+                row = conn.execute(claim).mappings().one()
+            run_id = row["id"]
+            if row["uid"] != uid:  # the run existed, or another process created it a moment ago
                 _refuse_to_continue(name, row["status"])
                 self._retire_writer(conn, run_id, row["writer_attempt_id"], name, force, t)
                 values: dict[str, object] = {"status": Status.RUNNING, "updated_at": t, "checkpoint_dir": checkpoint_dir}
