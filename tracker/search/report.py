@@ -21,7 +21,7 @@ from typing import Any
 
 from tracker.errors import TrackerError
 from tracker.records import SweepRow, TrialRow
-from tracker.search.sweep import Trial, _trial, rank
+from tracker.search.sweep import Trial, rank, trial_of
 from tracker.store import Store
 
 #: The statuses a trial's count is reported under, in this order; any other (``interrupted``, ...) follows.
@@ -100,7 +100,7 @@ def read_sweeps(store: Store) -> list[SweepReport]:
 def _report(store: Store, recorded: SweepRow) -> SweepReport:
     rows = store.trials(recorded.id)
     # The statuses and the ranking are the sweep's own (what `tracker.sweep` returns), not a second rule here.
-    trials = rank([_trial(row, {}) for row in rows])
+    trials = rank([trial_of(row, {}) for row in rows])
     return SweepReport(recorded, trials, {row.number: row for row in rows})
 
 

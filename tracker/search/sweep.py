@@ -205,7 +205,12 @@ class _Worker:
     def work(self, wait: bool) -> None:
         while True:
             held = False
-            for row in self.store.trials(self.sweep.id):
+            for listed in self.store.trials(self.sweep.id):
+                if not self._wanted(listed):
+                    continue
+                # Read again: the list is as old as the trials trained since, and a trial it says is pending may have
+                # been completed by another worker meanwhile (whose run would then let this one in, to train nothing).
+                (row,) = self.store.trials(self.sweep.id, listed.number)
                 if not self._wanted(row):
                     continue
                 if _held(row):
@@ -299,10 +304,12 @@ def sweep_trials(name: str, db: str | os.PathLike[str] | None = None) -> list[Tr
 
 
 def _trials(store: Store, recorded: SweepRow, track_options: Mapping[str, Any]) -> list[Trial]:
-    return [_trial(row, track_options) for row in store.trials(recorded.id)]
+    return [trial_of(row, track_options) for row in store.trials(recorded.id)]
 
 
-def _trial(row: TrialRow, track_options: Mapping[str, Any]) -> Trial:
+def trial_of(row: TrialRow, track_options: Mapping[str, Any] | None = None) -> Trial:
+    """The `Trial` a trial row stands for, with its status settled from its run (``running``, ``crashed``, ...)."""
+    track_options = track_options or {}
     run = row.run
     if row.state == TrialState.COMPLETED:
         status = "completed"
