@@ -144,6 +144,18 @@ def test_each_committed_epoch_is_reported_once_to_each_trial_across_a_retry(tmp_
         assert done.intermediate_values == dict(zip(curve["epoch"], curve["loss"]))
 
 
+def test_a_monitor_best_the_other_way_round_than_the_study_is_warned_of(tmp_path: Path, sqlite_db: str) -> None:
+    trial = optuna.create_study(study_name="s", direction="minimize").ask()
+    store = open_store(sqlite_db)
+    run = Run("s-0", db=sqlite_db, checkpoint_dir=str(tmp_path / "ckpt"), monitor="accuracy", mode="max")
+    run.start()
+    run.commit_epoch(0, {"accuracy": 0.5}, {"w": np.zeros(3)}, {})
+    with pytest.warns(UserWarning, match="best when maximal, to a study that minimizes"):
+        assert CommittedReports(trial, store, "s-0").report_committed() == [0]
+    run.finish(Status.COMPLETED)
+    store.close()
+
+
 @pytest.mark.parametrize(
     ("call", "error", "words"),
     [
