@@ -122,4 +122,5 @@ if not study.trials:
         study.enqueue_trial({"units": u})
 finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 if len(study.get_trials(states=finished)) < len(units):
-    study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(len(units), states=finished)])
+    # n_trials only bounds a broken search (a retry that failed is not retried: new sampled trials would follow).
+    study.optimize(objective, n_trials=4 * len(units), callbacks=[optuna.study.MaxTrialsCallback(len(units), states=finished)])

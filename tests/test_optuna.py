@@ -7,7 +7,9 @@ or a child killed with SIGKILL) stops beating, and ``fail_stale_trials`` hands i
 
 from __future__ import annotations
 
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -282,6 +284,67 @@ def test_an_objective_that_raises_records_its_trial_failed(tmp_path: Path, sqlit
     (recorded,) = sweep_trials("s", sqlite_db)
     assert (recorded.status, recorded.error, recorded.failures) == ("failed", "RuntimeError: bad batch", 1)
     assert runs(sqlite_db)[0].status == Status.FAILED
+
+
+@pytest.mark.slow
+def test_a_retry_waits_for_the_lease_of_a_frozen_writer_then_takes_its_run(
+    tmp_path: Path, sqlite_db: str, make_model, data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna retries a trial once its heartbeat is 2 s old; a frozen (SIGSTOPped) writer keeps the trial's run for
+    its lease. The retry waits for that lease instead of failing with RunLockedError (Optuna would not retry again)."""
+    monkeypatch.setenv("TRACKER_LEASE_SECONDS", "3")
+    study = optuna.create_study(study_name="s", storage=_storage(tmp_path))
+    study.enqueue_trial({"units": 4})
+    _die_mid_trial(study, lambda trial: trial.suggest_int("units", 1, 9))
+    store = open_store(sqlite_db)
+    store.add_trials(store.ensure_sweep("s", "optuna", {"study": "s"}).id, [(0, "s-0", {"units": 4})])
+    store.close()
+    env = child_env(TRACKER_DB=sqlite_db, TRACKER_CHECKPOINT_DIR=str(tmp_path / "ckpt"), TRACKER_LEASE_SECONDS="3",
+                    TRACKER_TEST_PAUSE_AT="before-commit:0")
+    writer = subprocess.Popen([sys.executable, str(CHILD.with_name("child_numpy.py")), "s-0", "3"], env=env, cwd=tmp_path,
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in writer.stderr:
+            if line.startswith("TRACKER-PAUSED"):
+                break
+        _freeze_holding_no_lock(writer, Path(sqlite_db))
+
+        def objective(trial: optuna.Trial) -> float:
+            model = make_model()
+            with track_optuna(trial, "s", db=sqlite_db, checkpoint_dir=str(tmp_path / "ckpt")) as run:
+                model.fit(epochs=2, **_fit_options(data))
+            return best_value(run)
+
+        study.optimize(objective, n_trials=1)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    store = open_store(sqlite_db)
+    attempts = store.attempts(store.get_run("s-0").id)
+    store.close()
+    assert [a.process.pid for a in attempts] == [writer.pid, os.getpid()] and attempts[-1].status == Status.COMPLETED
+    assert curves("s-0", db=sqlite_db)["epoch"] == [0, 1]
+
+
+def _freeze_holding_no_lock(proc: subprocess.Popen, *databases: Path) -> None:
+    """SIGSTOP ``proc`` at an instant when none of its threads (its heartbeat) holds a write lock on a database:
+    a frozen process inside a write transaction would block every other writer of that SQLite file, which is
+    true but not what these tests are about."""
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            for path in databases:
+                conn = sqlite3.connect(path, timeout=0)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                finally:
+                    conn.close()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+    pytest.fail("the child held a database lock at every one of 100 tries")
 
 
 # -- real kills ----------------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -56,6 +58,8 @@ from tracker.warn import warn_user
 
 if TYPE_CHECKING:
     import optuna
+
+log = logging.getLogger(__name__)
 
 #: The sweep kind that `track_optuna` records its trials under.
 KIND = "optuna"
@@ -107,6 +111,8 @@ def track_optuna(trial: optuna.Trial, name: str, **track_options: Any) -> Iterat
     try:
         sweep_id = _register(store, trial, name, options.name)
         reports = CommittedReports(trial, store, options.name)
+        if reports.number != trial.number:
+            _wait_for_lease(store, options.name)
         run = Run.from_options(options, _Reporting(KERAS, reports))
         pruned: BaseException | None = None
         with run:
@@ -334,6 +340,24 @@ def _register(store: Store, trial: optuna.Trial, name: str, run_name: str) -> in
         )
     store.add_trials(recorded.id, [(original_number(trial), run_name, dict(trial.params))])
     return recorded.id
+
+
+def _wait_for_lease(store: Store, run_name: str) -> None:
+    """Wait, up to one lease, while the run of the trial being retried is still held by its writer.
+
+    Optuna retries a trial once its heartbeat is ``grace_period`` old; tracker frees a run once its writer is dead
+    (a process gone from this host) or its lease has lapsed (``$TRACKER_LEASE_SECONDS``: a frozen process, another
+    host). A retry that arrives in between would fail with `RunLockedError`, and Optuna retries a failed trial no
+    more; so it waits for the lease here. A writer still beating after that is a live one: the claim then refuses.
+    """
+    run = store.find_run(run_name)
+    if run is None or store.live_writer(run) is None:
+        return
+    lease = settings.lease_seconds()
+    deadline = time.monotonic() + lease * 1.25  # a lease, and two of its heartbeats
+    log.info("Run %r of the retried trial is still held by its writer; waiting up to %.0f s for its lease to lapse", run_name, lease)
+    while time.monotonic() < deadline and store.live_writer(run) is not None:
+        time.sleep(min(1.0, lease / 8))
 
 
 def _record_end(store: Store, sweep_id: int, number: int, run: Run, *, pruned: bool) -> None:
