@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tracker.search.optuna_study import best_value, original_number, track_optuna  # noqa: E402
+from tracker.search.optuna_study import original_number, track_optuna  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
 warnings.filterwarnings("error", message=".*is already reported")
@@ -109,7 +109,7 @@ def objective(trial: optuna.Trial) -> float:
         return min(history.history["val_loss"])
     with track_optuna(trial, "s", monitor="val_loss") as run:
         model.fit(callbacks=announcer(number), **fit)
-    return best_value(run)
+    return run.best_value
 
 
 storage = optuna.storages.RDBStorage(

@@ -26,7 +26,7 @@ from tests.conftest import same_floats  # noqa: E402
 from tests.support.children import child_env  # noqa: E402
 from tracker import Run, curves, runs, sweep_trials  # noqa: E402
 from tracker.records import Status  # noqa: E402
-from tracker.search.optuna_study import CommittedReports, best_value, original_number, track_optuna  # noqa: E402
+from tracker.search.optuna_study import CommittedReports, original_number, track_optuna  # noqa: E402
 from tracker.store import open_store  # noqa: E402
 
 CHILD = Path(__file__).with_name("child_optuna.py")
@@ -217,7 +217,7 @@ def test_a_pruned_trial_stops_after_a_committed_epoch_and_its_run_is_completed(
         model = make_model()
         with track_optuna(trial, "s", db=sqlite_db, checkpoint_dir=str(tmp_path / "ckpt")) as run:
             model.fit(epochs=5, callbacks=[keras_env.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: begun.append(e))], **_fit_options(data))
-        return best_value(run)
+        return run.best_value
 
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
@@ -254,7 +254,7 @@ def test_a_retried_trial_resumes_and_is_pruned_before_it_trains_if_its_committed
         with track_optuna(trial, "s", **options) as run:
             assert run.initial_epoch == 2
             model.fit(epochs=5, callbacks=[keras_env.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: begun.append(e))], **_fit_options(data))
-        return best_value(run)
+        return run.best_value
 
     now.optimize(objective, n_trials=1)
     first, retry = now.trials
@@ -313,7 +313,7 @@ def test_a_retry_waits_for_the_lease_of_a_frozen_writer_then_takes_its_run(
             model = make_model()
             with track_optuna(trial, "s", db=sqlite_db, checkpoint_dir=str(tmp_path / "ckpt")) as run:
                 model.fit(epochs=2, **_fit_options(data))
-            return best_value(run)
+            return run.best_value
 
         study.optimize(objective, n_trials=1)
     finally:

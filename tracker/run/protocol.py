@@ -297,6 +297,20 @@ class Run:
         return None if self._run is None else self._run.id
 
     @property
+    def best_value(self) -> float | None:
+        """The run's best value of its monitor over every attempt, as committed: what a search objective should return.
+
+        After a resume, ``fit``'s History holds only this process's epochs; the run holds them all.
+        None before the first committed epoch. Read from the database, so it is right after the block too.
+        """
+        store = self._store if self._store is not None else open_store(self.options.db, create=False)
+        try:
+            return store.get_run(self.name).best_value
+        finally:
+            if store is not self._store:
+                store.close()
+
+    @property
     def attempt_id(self) -> int | None:
         """This process's attempt at the run, once `start` has claimed it: the writer that commits are fenced to."""
         return self._attempt_id

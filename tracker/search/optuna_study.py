@@ -24,7 +24,7 @@ Example:
         model = build(units)
         with tracker.track_optuna(trial, "mlp") as run:
             model.fit(x, y, epochs=20, validation_split=0.1)
-        return tracker.best_value(run)     # the whole run's best, not this process's History
+        return run.best_value     # the whole run's best, not this process's History
 
     storage = optuna.storages.RDBStorage(
         "sqlite:///optuna.db", heartbeat_interval=60, grace_period=120,
@@ -87,7 +87,7 @@ def track_optuna(trial: optuna.Trial, name: str, **track_options: Any) -> Iterat
         ```python
         with tracker.track_optuna(trial, "mlp", monitor="val_loss") as run:
             model.fit(x, y, epochs=20, validation_split=0.1)
-        return tracker.best_value(run)
+        return run.best_value
         ```
 
     Args:
@@ -147,26 +147,6 @@ def original_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         first = retry.retried_trial_number(_frozen(trial))
     return trial.number if first is None else int(first)
-
-
-def best_value(run: Run) -> float | None:
-    """The run's best value of its monitor over every attempt: what an objective should return.
-
-    ``fit``'s History after a resume holds only the epochs this process trained; the run holds them all.
-    None before its first committed epoch.
-
-    Example:
-        ```python
-        with tracker.track_optuna(trial, "mlp") as run:
-            model.fit(x, y, epochs=20, validation_split=0.1)
-        return tracker.best_value(run)
-        ```
-    """
-    store = open_store(run.options.db, create=False)
-    try:
-        return store.get_run(run.name).best_value
-    finally:
-        store.close()
 
 
 class CommittedReports:

@@ -255,11 +255,24 @@ class _Worker:
         except (RunLockedError, Preempted):
             raise
         except Exception as e:
+            lost = _lost_run(e)
+            if lost is not None:  # a commit was refused, as the run has another writer now; reported by the caller
+                raise lost from e
             error = f"{type(e).__name__}: {e}"
             self.store.record_trial(self.sweep.id, trial.number, attempt_id, TrialState.FAILED, error=error)
             log.error("Sweep %r: trial %s (params %s) failed", self.sweep.name, trial.name, trial.params, exc_info=True)
             warn_user(f"Sweep {self.sweep.name!r}: trial {trial.name} failed with {error}. The sweep goes on with the next trial.")
             raise _ObjectiveFailed from e
+
+
+def _lost_run(e: BaseException) -> RunLockedError | None:
+    """The refusal of a commit that ``e`` carries (the background writer wraps it), if this attempt lost its run."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, RunLockedError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 class _ObjectiveFailed(Exception):
