@@ -262,7 +262,7 @@ def test_usage_errors_exit_2(db, argv):
     assert exc.value.code == 2
 
 
-SUBCOMMANDS = ["list", "show", "export", "plot", "resume", "rm", "rename", "tag", "note", "verify", "gc", "import"]
+SUBCOMMANDS = ["list", "show", "export", "plot", "sweep", "resume", "rm", "rename", "tag", "note", "verify", "gc", "import"]
 
 
 def test_the_subcommands_are_the_contract():
@@ -315,8 +315,9 @@ def test_a_database_that_cannot_be_opened_is_a_one_line_error(tmp_path, url):
     "argv",
     [["list"], ["show", "a"], ["export", "a"], ["plot", "a", "-o", "a.png"], ["resume", "a", "--check"],
      ["tag", "a", "k=v"], ["note", "a", "text"], ["verify"], ["gc", "--dry-run"],
-     ["import", "h.csv", "--name", "imported"], ["rename", "a", "b"], ["rm", "b", "--yes"]],
-    ids=lambda argv: argv[0],
+     ["import", "h.csv", "--name", "imported"], ["rename", "a", "b"], ["rm", "b", "--yes"],
+     ["sweep", "list"], ["sweep", "show", "s"], ["list", "--sweep", "s"]],
+    ids=lambda argv: "-".join(a.strip("-") for a in argv[:2]),
 )
 def test_no_subcommand_imports_tensorflow_or_keras(tmp_path, argv):
     from tests.conftest import loss_at
@@ -329,6 +330,10 @@ def test_no_subcommand_imports_tensorflow_or_keras(tmp_path, argv):
     run.finish("completed")
     if argv[0] == "rm":
         assert main(["rename", "a", "b", "--db", db]) == 0
+    if "sweep" in argv or "--sweep" in argv:
+        from tests.support.sweeps import plan_sweep
+
+        plan_sweep(db, "s", grid={"units": [4, 8]})
     (tmp_path / "h.csv").write_text("epoch,loss\n0,1.0\n")
 
     result = run_cli("-X", "importtime", "-m", "tracker", *argv, "--db", db, cwd=tmp_path)

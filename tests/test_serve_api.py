@@ -208,7 +208,7 @@ def test_allowed_hosts_for_another_address():
 
 def test_pages_load_only_their_own_files(record, client):
     record("r", 1)
-    for path in ("/", "/run/r", "/compare?runs=r"):
+    for path in ("/", "/run/r", "/compare?runs=r", "/sweep/s"):
         page = client.get(path)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "connect-src 'self'" in page.headers["content-security-policy"]
@@ -220,7 +220,9 @@ def test_pages_load_only_their_own_files(record, client):
     # The vendored library and its licence are package files, not fetched from anywhere.
     assert (STATIC / "vendor" / "uPlot.iife.min.js").stat().st_size > 10_000
     assert "MIT" in (STATIC / "vendor" / "uPlot.LICENSE").read_text()
-    assert not re.search(r"https?://", (STATIC / "app.js").read_text() + (STATIC / "index.html").read_text())
+    scripts = "".join((STATIC / name).read_text() for name in ("app.js", "sweep.js", "index.html"))
+    # The SVG namespace is a name, not an address: nothing is fetched from it.
+    assert not re.search(r"https?://", scripts.replace('"http://www.w3.org/2000/svg"', ""))
 
 
 def test_a_page_that_stops_reading_gets_its_stream_ended_not_unbounded_memory():

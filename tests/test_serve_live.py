@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import serving
 from tests.support.servers import sqlite_only
+from tests.support.sweeps import plan_sweep
 
 CHILD = Path(__file__).with_name("child_numpy.py")
 
@@ -48,12 +49,14 @@ def test_events_push_epochs_a_crash_and_the_resumed_run(db, tmp_path):
 
 def test_ctrl_c_stops_promptly_with_open_streams_and_nothing_imports_tensorflow(record, db):
     record("r", 3)
+    plan_sweep(db, "s", grid={"units": [4, 8]})
     server = serving.start(db, python_flags=("-X", "importtime"))
     streams = [serving.Events(server.url) for _ in range(2)]
     try:
         for stream in streams:
             stream.wait(lambda event, _: event == "hello")
-        for path in ("/", "/run/r", "/api/runs", "/api/runs/r", "/api/runs/r/curves?max_points=100&superseded=1"):
+        for path in ("/", "/run/r", "/api/runs", "/api/runs/r", "/api/runs/r/curves?max_points=100&superseded=1",
+                     "/sweep/s", "/api/sweeps", "/api/sweeps/s"):
             assert httpx.get(server.url + path).status_code == 200, path
         assert httpx.get(server.url + "/api/runs", headers={"host": "evil.example"}).status_code == 403
     finally:

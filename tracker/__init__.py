@@ -25,6 +25,7 @@ from tracker.errors import (
 from tracker.query import RunInfo, curves, runs
 from tracker.run import Run, track
 from tracker.search import SweepError, Trial, choice, loguniform, randint, sweep, sweep_trials, uniform
+from tracker.search.optuna_study import track_optuna
 
 __all__ = [
     "CheckpointError",
@@ -48,5 +49,6 @@ __all__ = [
     "sweep",
     "sweep_trials",
     "track",
+    "track_optuna",
     "uniform",
 ]

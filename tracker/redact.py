@@ -64,4 +64,9 @@ def reason(e: BaseException) -> str:
     """
     cause = getattr(e, "orig", None) or e
     text = str(cause)
-    return redact(text.splitlines()[0] if text else type(cause).__name__)
+    first = text.splitlines()[0] if text else type(cause).__name__
+    # SQLite's generic "disk I/O error" says which I/O failed only in its extended code (SQLITE_IOERR_SHORT_READ, ...).
+    code = getattr(cause, "sqlite_errorname", None)
+    if code and code.startswith("SQLITE_IOERR_"):
+        first = f"{first} ({code})"
+    return redact(first)

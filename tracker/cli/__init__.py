@@ -1,8 +1,8 @@
 """``tracker`` (and ``python -m tracker``): one command line for everything, as sqlite-utils has.
 
 One argparse parser with a subcommand each for reading runs (``list``, ``show``, ``export``,
-``plot``), managing them (``resume``, ``rm``, ``rename``, ``tag``, ``note``), keeping the
-database and its files healthy (``verify``, ``gc``) and bringing in other tools' logs
+``plot``) and sweeps (``sweep list``, ``sweep show``), managing runs (``resume``, ``rm``,
+``rename``, ``tag``, ``note``), keeping the database and its files healthy (``verify``, ``gc``) and bringing in other tools' logs
 (``import``). Every subcommand takes the same ``--db`` option and goes through one error
 wrapper: ``error: ...`` on stderr with exit status 1, usage errors 2, a warning as one
 ``warning: ...`` line. Each subcommand is a thin call into the library; none imports
@@ -11,6 +11,7 @@ TensorFlow or Keras, and only ``plot`` imports matplotlib.
 Examples:
     tracker list --status crashed
     tracker show cnn-baseline --json
+    tracker sweep show mlp
     tracker verify && tracker gc --dry-run
 """
 
@@ -23,17 +24,15 @@ import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 
-from tracker.cli.command import Command
+from tracker.cli.command import DB_HELP, Command
 from tracker.errors import TrackerError
-
-DB_HELP = "database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)"
 
 
 def commands() -> list[Command]:
     """Every subcommand, in the order ``tracker --help`` lists them."""
-    from tracker.cli import maintain, manage, read
+    from tracker.cli import maintain, manage, read, sweeps
 
-    return [*read.COMMANDS, *manage.COMMANDS, *maintain.COMMANDS]
+    return [*read.COMMANDS, *sweeps.COMMANDS, *manage.COMMANDS, *maintain.COMMANDS]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     from tracker.cli import read
 
     # Without a subcommand, list the runs.
-    parser.set_defaults(handler=read.list_runs, json=False, pattern=None, status=None, tag=[])
+    parser.set_defaults(handler=read.list_runs, json=False, pattern=None, status=None, tag=[], sweep=None)
     # SUPPRESS keeps a `--db` given before the subcommand: the subparser only sets it when given after.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)

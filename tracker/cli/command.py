@@ -10,6 +10,9 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+#: The help of ``--db``, which every subcommand (and a subcommand's own subcommands) takes.
+DB_HELP = "database file or SQLAlchemy URL (default: $TRACKER_DB, else ./tracker.db)"
+
 
 @dataclass(frozen=True)
 class Command:

@@ -2,6 +2,7 @@
 
 They only read the database, and none imports TensorFlow or Keras (only ``plot``
 imports matplotlib), so they answer at once even on a machine that is busy training.
+``list --sweep`` hands over to `tracker.cli.sweeps`, which lists a sweep's trials.
 """
 
 from __future__ import annotations
@@ -14,28 +15,39 @@ import io
 import json
 import shlex
 import sys
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
-from tracker import settings
+from tracker.cli import sweeps
 from tracker.cli.command import Command
+from tracker.cli.text import (
+    best_text,
+    database_display,
+    json_default,
+    local_time,
+    number_text,
+    or_unknown,
+    print_pairs,
+    print_table,
+)
 from tracker.durable import replace_atomically
 from tracker.query import attempt_status, curves, effective_status, runs
 from tracker.records import AttemptRow, RunRow, Status
 from tracker.store import Store, open_store
-from tracker.store import db as dbmod
 
 #: The statuses `list --status` accepts: what `tracker.runs` shows.
 STATUSES = tuple(s.value for s in Status if s != Status.TAKEN_OVER)
+#: `list --status` also takes a sweep's trial that no worker started yet.
+LIST_STATUSES = (*STATUSES, "pending")
 #: The database's limit on a tag key, the same on every backend.
 _MAX_TAG_KEY = 255
 
 
 def _list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", metavar="GLOB", help="only runs whose name matches this shell-style pattern, e.g. 'cnn-*'")
-    p.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    p.add_argument("--status", choices=LIST_STATUSES, help="only runs with this status (pending: a sweep's trial not started yet)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only runs with this tag (repeat: all must match)")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="only the trials of this sweep, best first, with their params (pending ones too)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
@@ -73,8 +85,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    """``tracker list``: the table of runs, filtered by name pattern, status and tags."""
+    """``tracker list``: the table of runs, filtered by name pattern, status and tags (or a sweep's trials, with ``--sweep``)."""
     wanted = dict(parse_tag(t) for t in args.tag)
+    if args.sweep is not None:
+        return sweeps.list_trials(args, wanted)
     found = [
         r for r in runs(args.db)
         if (args.pattern is None or fnmatch.fnmatchcase(r.name, args.pattern))
@@ -82,21 +96,22 @@ def list_runs(args: argparse.Namespace) -> int:
         and all(r.tags.get(k) == v for k, v in wanted.items())
     ]
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in found], indent=2, default=_iso))
+        print(json.dumps([dataclasses.asdict(r) for r in found], indent=2, default=json_default))
         return 0
     if not found:
         filtered = args.pattern is not None or args.status is not None or wanted
-        print(f"no runs {'match' if filtered else 'yet'} in {_where(args.db)}", file=sys.stderr)
+        print(f"no runs {'match' if filtered else 'yet'} in {database_display(args.db)}", file=sys.stderr)
         return 0
-    rows = [["name", "status", "epochs", "best", "updated", "tags"]]
+    # The sweep column only once some run is a trial: a plain list keeps its six columns.
+    in_sweeps = any(r.sweep is not None for r in found)
+    rows = [["name", *(["sweep"] if in_sweeps else []), "status", "epochs", "best", "updated", "tags"]]
     for r in found:
         done = 0 if r.last_epoch is None else r.last_epoch + 1
-        rows.append([r.name, r.status, f"{done}/{_or_unknown(r.target_epochs)}",
-                     _best(r.monitor, r.best_value, r.best_epoch), _local(r.updated_at),
+        trial = [] if not in_sweeps else ["-" if r.sweep is None else f"{r.sweep} #{r.trial}"]
+        rows.append([r.name, *trial, r.status, f"{done}/{or_unknown(r.target_epochs)}",
+                     best_text(r.monitor, r.best_value, r.best_epoch), local_time(r.updated_at),
                      " ".join(f"{k}={v}" for k, v in r.tags.items())])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(rows)
     return 0
 
 
@@ -110,17 +125,6 @@ def parse_tag(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _where(db: str | None) -> str:
-    # The store's own display: the file path, or the URL with its password masked.
-    return dbmod.locate(settings.resolve_db(db)).display
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 # -- show ------------------------------------------------------------------
 
 
@@ -131,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
         attempts = store.attempts(run.id)
         tags, note = store.annotations().get(run.id, ({}, None))
         if args.json:
-            print(json.dumps(_show_json(store, run, attempts, tags, note), indent=2, default=_iso))
+            print(json.dumps(_show_json(store, run, attempts, tags, note), indent=2, default=json_default))
             return 0
         _print_summary(run, attempts[-1] if attempts else None, tags, note)
         _print_latest_metrics(store, run)
@@ -182,14 +186,14 @@ def _print_summary(run: RunRow, latest: AttemptRow | None, tags: dict[str, str],
     monitor = "none"
     if run.monitor:
         monitor = f"{run.monitor} ({run.mode or 'min'}), best " + (
-            "none yet" if run.best_epoch is None else f"{_num(run.best_value)} at epoch {run.best_epoch}"
+            "none yet" if run.best_epoch is None else f"{number_text(run.best_value)} at epoch {run.best_epoch}"
         )
-    _pairs([
+    print_pairs([
         ("run", run.name),
         ("status", effective_status(run, latest)),
-        ("created", _local(run.created_at, seconds=True)),
-        ("updated", _local(run.updated_at, seconds=True)),
-        ("epochs", f"{done} done of {_or_unknown(run.target_epochs)}"),
+        ("created", local_time(run.created_at, seconds=True)),
+        ("updated", local_time(run.updated_at, seconds=True)),
+        ("epochs", f"{done} done of {or_unknown(run.target_epochs)}"),
         ("monitor", monitor),
         ("checkpoints", run.checkpoint_dir or "none: imported from another tool's log, so it cannot be resumed"),
         ("config", json.dumps(run.config, sort_keys=True)),
@@ -204,7 +208,7 @@ def _print_latest_metrics(store: Store, run: RunRow) -> None:
         return
     values = _latest_metrics(store, run)
     print(f"\nmetrics at epoch {run.last_epoch}:")
-    _pairs([(name, _num(values[name])) for name in sorted(values)], indent="  ")
+    print_pairs([(name, number_text(values[name])) for name in sorted(values)], indent="  ")
 
 
 def _print_attempts(attempts: list[AttemptRow]) -> None:
@@ -212,7 +216,7 @@ def _print_attempts(attempts: list[AttemptRow]) -> None:
     for i, a in enumerate(attempts, 1):
         status = attempt_status(a)
         p = a.process
-        print(f"  {i}. {_local(a.started_at, seconds=True)}  {status}  from epoch {a.initial_epoch}  pid {p.pid}@{p.host}")
+        print(f"  {i}. {local_time(a.started_at, seconds=True)}  {status}  from epoch {a.initial_epoch}  pid {p.pid}@{p.host}")
         print(f"     command: {shlex.join([p.executable, *p.argv])}")
         print(f"     cwd:     {p.cwd}")
         if a.error:
@@ -233,12 +237,6 @@ def _print_checkpoints(store: Store, run: RunRow) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     for epoch, size, path in rows:
         print(f"  {epoch.ljust(widths[0])}  {size.rjust(widths[1])}  {path}")
-
-
-def _pairs(pairs: Sequence[tuple[str, str]], indent: str = "") -> None:
-    width = max((len(k) for k, _ in pairs), default=0) + 1
-    for key, value in pairs:
-        print(f"{indent}{(key + ':').ljust(width)}  {value}")
 
 
 # -- export ----------------------------------------------------------------
@@ -284,24 +282,6 @@ def _cell(value: object) -> str:
 # -- formatting ------------------------------------------------------------
 
 
-def _local(t: datetime, *, seconds: bool = False) -> str:
-    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-
-
-def _or_unknown(n: int | None) -> str:
-    return "?" if n is None else str(n)
-
-
-def _num(value: float | None) -> str:
-    return "none" if value is None else format(value, ".6g")
-
-
-def _best(monitor: str | None, value: float | None, epoch: int | None) -> str:
-    if not monitor or value is None or epoch is None:
-        return "-"
-    return f"{monitor}={format(value, '.4g')} at epoch {epoch}"
-
-
 def human_size(n: int) -> str:
     """``n`` bytes for a reader: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
     if n < 1024:
@@ -317,9 +297,11 @@ def human_size(n: int) -> str:
 COMMANDS = [
     Command(
         "list", "list the runs (the default)",
-        "List runs, oldest first: status, epochs done, best epoch, last update, tags. Filter by a shell-style "
-        "name pattern, by status and by tags.",
-        "tracker list\ntracker list 'cnn-*' --status crashed --tag dataset=mnist\ntracker list --json",
+        "List runs, oldest first: status, epochs done, best epoch, last update, tags, and the sweep and trial "
+        "number of a sweep's trials. Filter by a shell-style name pattern, by status and by tags. With --sweep, "
+        "list that sweep's trials instead, best first as tracker.sweep returns them, with a column for each param.",
+        "tracker list\ntracker list 'cnn-*' --status crashed --tag dataset=mnist\ntracker list --json\n"
+        "tracker list --sweep mlp",
         _list_arguments, list_runs,
     ),
     Command(

@@ -31,7 +31,7 @@ import numpy as np
 
 from tracker import checkpoint, settings
 from tracker.checkpoint import Verified
-from tracker.errors import Preempted, TrackerError
+from tracker.errors import Preempted, RunLockedError, TrackerError
 from tracker.faults import label, pause_point
 from tracker.process import this_process
 from tracker.records import STOPPED_KEY, Position, ResumePoint, RunRow, Status, StepValues
@@ -202,11 +202,13 @@ class Run:
                 self.name, config=self.options.config, checkpoint_dir=self.folder.location, force=self._force,
                 process=this_process(self._integration.versions, self._integration.environment()) if self._integration else this_process(),
             )
-        except BaseException:
+        except BaseException as e:
             self._store.close()
             self._store = None
-            if made_folder:
-                self.folder.release()  # refused before anything was written: leave no empty folder behind
+            # Refused before anything was written: leave no empty folder behind, unless the refusal is that another
+            # process holds the run, as it may have claimed the folder since (workers of a sweep starting together).
+            if made_folder and not isinstance(e, RunLockedError):
+                self.folder.release()
             raise
         try:
             referenced = self._store.referenced_paths(self._run.id)
@@ -293,6 +295,20 @@ class Run:
     def run_id(self) -> int | None:
         """The run's id in its database, once `start` has claimed it."""
         return None if self._run is None else self._run.id
+
+    @property
+    def best_value(self) -> float | None:
+        """The run's best value of its monitor over every attempt, as committed: what a search objective should return.
+
+        After a resume, ``fit``'s History holds only this process's epochs; the run holds them all.
+        None before the first committed epoch. Read from the database, so it is right after the block too.
+        """
+        store = self._store if self._store is not None else open_store(self.options.db, create=False)
+        try:
+            return store.get_run(self.name).best_value
+        finally:
+            if store is not self._store:
+                store.close()
 
     @property
     def attempt_id(self) -> int | None:

@@ -38,6 +38,7 @@ from tracker.query import effective_status
 from tracker.records import SweepRow, TrialRow, TrialState
 from tracker.run.options import RunOptions
 from tracker.run.track import track
+from tracker.run.writer import WriterFailed
 from tracker.search import space as spaces
 from tracker.store import Store, open_store
 from tracker.warn import warn_user
@@ -205,7 +206,12 @@ class _Worker:
     def work(self, wait: bool) -> None:
         while True:
             held = False
-            for row in self.store.trials(self.sweep.id):
+            for listed in self.store.trials(self.sweep.id):
+                if not self._wanted(listed):
+                    continue
+                # Read again: the list is as old as the trials trained since, and a trial it says is pending may have
+                # been completed by another worker meanwhile (whose run would then let this one in, to train nothing).
+                (row,) = self.store.trials(self.sweep.id, listed.number)
                 if not self._wanted(row):
                     continue
                 if _held(row):
@@ -250,11 +256,24 @@ class _Worker:
         except (RunLockedError, Preempted):
             raise
         except Exception as e:
+            lost = _lost_run(e)
+            if lost is not None:  # a commit was refused, as the run has another writer now; reported by the caller
+                raise lost from e
             error = f"{type(e).__name__}: {e}"
             self.store.record_trial(self.sweep.id, trial.number, attempt_id, TrialState.FAILED, error=error)
             log.error("Sweep %r: trial %s (params %s) failed", self.sweep.name, trial.name, trial.params, exc_info=True)
             warn_user(f"Sweep {self.sweep.name!r}: trial {trial.name} failed with {error}. The sweep goes on with the next trial.")
             raise _ObjectiveFailed from e
+
+
+def _lost_run(e: BaseException) -> RunLockedError | None:
+    """The refusal of a commit that ``e`` carries (`WriterFailed` wraps it), if this attempt lost its run."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, RunLockedError):
+            return seen
+        seen = seen.error if isinstance(seen, WriterFailed) else seen.__cause__
+    return None
 
 
 class _ObjectiveFailed(Exception):
@@ -299,10 +318,12 @@ def sweep_trials(name: str, db: str | os.PathLike[str] | None = None) -> list[Tr
 
 
 def _trials(store: Store, recorded: SweepRow, track_options: Mapping[str, Any]) -> list[Trial]:
-    return [_trial(row, track_options) for row in store.trials(recorded.id)]
+    return [trial_of(row, track_options) for row in store.trials(recorded.id)]
 
 
-def _trial(row: TrialRow, track_options: Mapping[str, Any]) -> Trial:
+def trial_of(row: TrialRow, track_options: Mapping[str, Any] | None = None) -> Trial:
+    """The `Trial` a trial row stands for, with its status settled from its run (``running``, ``crashed``, ...)."""
+    track_options = track_options or {}
     run = row.run
     if row.state == TrialState.COMPLETED:
         status = "completed"

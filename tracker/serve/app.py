@@ -1,9 +1,11 @@
-"""The read-only web app: three pages, a JSON API and a server-sent event stream, on Starlette.
+"""The read-only web app: four pages, a JSON API and a server-sent event stream, on Starlette.
 
 Routes (all GET; any other method gets 405):
 
-- ``/``, ``/run/{name}``, ``/compare``: the pages (one HTML shell; ``static/app.js`` draws them).
+- ``/``, ``/run/{name}``, ``/compare``, ``/sweep/{name}``: the pages (one HTML shell; ``static/app.js``
+  and ``static/sweep.js`` draw them).
 - ``/api/runs``, ``/api/runs/{name}``, ``/api/runs/{name}/curves``: JSON, see `tracker.serve.data`.
+- ``/api/sweeps``, ``/api/sweeps/{name}``: JSON, see `tracker.serve.sweeps`.
 - ``/api/events``: server-sent events from the `ChangeFeed`.
 - ``/static/...``: the page's own files and the vendored chart library; nothing is fetched elsewhere.
 
@@ -36,7 +38,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker.errors import RunNotFoundError, StoreError
-from tracker.serve import data
+from tracker.search.report import SweepNotFoundError
+from tracker.serve import data, sweeps
 from tracker.serve.feed import ChangeFeed
 from tracker.store import Store
 
@@ -115,7 +118,7 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
         # Database reads block: run them in a worker thread, one short transaction each.
         try:
             return JSONResponse(await anyio.to_thread.run_sync(lambda: fn(store, *args, **kwargs)))
-        except RunNotFoundError as e:
+        except (RunNotFoundError, SweepNotFoundError) as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         except ValueError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
@@ -140,6 +143,16 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
             return _bad(str(e))
         return await read(data.run_curves, request.path_params["name"], **options)
 
+    async def sweep_list(request: Request) -> Response:
+        if request.query_params:
+            return _bad(f"GET /api/sweeps takes no parameters. Received: {', '.join(request.query_params)}.")
+        return await read(sweeps.list_sweeps)
+
+    async def sweep(request: Request) -> Response:
+        if request.query_params:
+            return _bad(f"GET /api/sweeps/NAME takes no parameters. Received: {', '.join(request.query_params)}.")
+        return await read(sweeps.sweep_detail, request.path_params["name"])
+
     async def events(request: Request) -> Response:
         return StreamingResponse(
             feed.stream(), media_type="text/event-stream",
@@ -163,9 +176,12 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
             Route("/", page),
             Route("/run/{name}", page),
             Route("/compare", page),
+            Route("/sweep/{name}", page),
             Route("/api/runs", runs),
             Route("/api/runs/{name}", run),
             Route("/api/runs/{name}/curves", curves),
+            Route("/api/sweeps", sweep_list),
+            Route("/api/sweeps/{name}", sweep),
             Route("/api/events", events),
             Mount("/static", StaticFiles(directory=STATIC)),
         ],

@@ -1,4 +1,6 @@
-"""What the web view shows, as JSON-able dicts: the run list, one run, its curves, and what changed.
+"""What the web view shows of runs, as JSON-able dicts: the run list, one run, its curves, and what changed.
+
+Sweeps have their own module, `tracker.serve.sweeps`.
 
 Every function takes an open `Store` and reads through its methods, each of which is
 one short transaction: nothing here keeps a transaction open between two reads, so
@@ -44,14 +46,14 @@ def number(value: float | None) -> JSONValue:
     return value
 
 
-def _strict(value: object) -> object:
+def strict(value: object) -> object:
     """``value`` with every float made JSON-safe by `number` (a config may hold NaN)."""
     if isinstance(value, float):
         return number(value)
     if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
+        return {k: strict(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strict(v) for v in value]
+        return [strict(v) for v in value]
     return value
 
 
@@ -64,10 +66,16 @@ def resume_epochs(attempts: Sequence[AttemptRow]) -> list[int]:
     return sorted({a.initial_epoch for a in attempts if a.initial_epoch > 0})
 
 
-def run_summary(run: RunRow, newest: AttemptRow | None) -> dict:
-    """One run as `GET /api/runs` lists it; ``status`` is `effective_status` (``crashed`` by lease)."""
+def run_summary(run: RunRow, newest: AttemptRow | None, trial: tuple[str, int] | None = None) -> dict:
+    """One run as `GET /api/runs` lists it; ``status`` is `effective_status` (``crashed`` by lease).
+
+    ``trial`` is ``(sweep, number)`` for a trial of a sweep (`Store.sweep_of_runs`): they become ``sweep``
+    and ``trial``, both null for a run of no sweep.
+    """
     return {
         "name": run.name,
+        "sweep": None if trial is None else trial[0],
+        "trial": None if trial is None else trial[1],
         "status": effective_status(run, newest),
         "last_epoch": run.last_epoch,
         "epochs_done": 0 if run.last_epoch is None else run.last_epoch + 1,
@@ -76,15 +84,17 @@ def run_summary(run: RunRow, newest: AttemptRow | None) -> dict:
         "best_value": number(run.best_value),
         "monitor": run.monitor,
         "mode": run.mode,
-        "config": _strict(run.config),
+        "config": strict(run.config),
         "created_at": _iso(run.created_at),
         "updated_at": _iso(run.updated_at),
     }
 
 
 def list_runs(store: Store) -> list[dict]:
-    """Every run, oldest first, as `run_summary` dicts: one transaction."""
-    return [run_summary(run, newest) for run, newest in store.list_runs()]
+    """Every run, oldest first, as `run_summary` dicts: two short transactions (the runs, then which are trials)."""
+    found = store.list_runs()
+    trials = store.sweep_of_runs()
+    return [run_summary(run, newest, trials.get(run.name)) for run, newest in found]
 
 
 def run_detail(store: Store, name: str) -> dict:
@@ -95,7 +105,7 @@ def run_detail(store: Store, name: str) -> dict:
     """
     run = store.get_run(name)
     attempts = store.attempts(run.id)
-    detail = run_summary(run, attempts[-1] if attempts else None)
+    detail = run_summary(run, attempts[-1] if attempts else None, store.sweep_of_runs().get(run.name))
     detail.update(
         metrics=store.metric_names(run.id),
         resumed_at=resume_epochs(attempts),

@@ -109,7 +109,7 @@ class ChangeFeed:
         changed = {name for name, key in now.items() if before.get(name) != key}
         if not changed:
             return []
-        return [data.run_summary(run, newest) for run, newest in self._store.list_runs() if run.name in changed]
+        return [summary for summary in data.list_runs(self._store) if summary["name"] in changed]
 
     async def stream(self) -> AsyncIterator[bytes]:
         """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries."""

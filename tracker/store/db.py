@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 #: How long SQLite waits for a lock before tracker warns, then waits that long again.
 SQLITE_BUSY_TIMEOUT_S = 60.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,9 @@ def check_sqlite_file(path: Path, *, create: bool) -> None:
     if path.is_dir():
         raise StoreError(f"Database path {path} is a folder. Pass the path of a database file inside it.")
     if path.exists():
-        with path.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-        if head and head != _SQLITE_MAGIC:
-            raise NotADatabaseError(
-                f"{path} exists but is not a SQLite database; it was left untouched. "
-                "Pass another path with --db or TRACKER_DB."
-            )
+        # Whether it is SQLite at all is for `peek` to find out, through SQLite: reading the file here with a
+        # descriptor of our own would release, when closed, every lock SQLite holds on it in this process
+        # (POSIX locks belong to the process), and another process could then checkpoint under our readers.
         if create and not os.access(path, os.W_OK):
             raise StoreError(f"Database {path} is not writable. Fix its permissions or pass another path.")
         return
@@ -157,6 +152,10 @@ def peek(path: Path) -> SqliteFile:
         except sqlite3.Error as e2:
             raise StoreError(f"Cannot open database {path}: {e2}") from e2
     except sqlite3.Error as e:
+        if getattr(e, "sqlite_errorname", None) == "SQLITE_NOTADB":
+            raise NotADatabaseError(
+                f"{path} exists but is not a SQLite database; it was left untouched. Pass another path with --db or TRACKER_DB."
+            ) from e
         raise StoreError(f"Cannot open database {path}: {e}") from e
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracker.records import SweepRow, TrialRow, TrialState, now
+from tracker.redact import redact
 from tracker.store.rows import _attempt_row, _aware, _run_row, insert_for
 from tracker.store.session import Session
 from tracker.store.tables import attempts, runs, sweeps, trials
@@ -82,11 +83,15 @@ class Sweeps(Session):
             insert = insert_for(conn)(trials).values(rows).on_conflict_do_nothing(index_elements=["sweep_id", "number"])
             conn.execute(insert)
 
-    def trials(self, sweep_id: int) -> list[TrialRow]:
-        """The sweep's trials in number order, each with its run and the run's newest attempt once the run exists."""
+    def trials(self, sweep_id: int, number: int | None = None) -> list[TrialRow]:
+        """The sweep's trials in number order (only trial ``number``, if given), each with its run and the run's
+        newest attempt once the run exists."""
+        which = sa.select(trials).where(trials.c.sweep_id == sweep_id).order_by(trials.c.number)
+        if number is not None:
+            which = which.where(trials.c.number == number)
         with self._read() as conn:
             sweep = conn.scalar(sa.select(sweeps.c.name).where(sweeps.c.id == sweep_id))
-            rows = conn.execute(sa.select(trials).where(trials.c.sweep_id == sweep_id).order_by(trials.c.number)).mappings().all()
+            rows = conn.execute(which).mappings().all()
             names = [r["run_name"] for r in rows]
             found = {r["name"]: _run_row(r) for r in conn.execute(sa.select(runs).where(runs.c.name.in_(names))).mappings()}
             run_ids = [r.id for r in found.values()]
@@ -117,7 +122,7 @@ class Sweeps(Session):
         writer = (
             sa.select(runs.c.writer_attempt_id).where(runs.c.name == trials.c.run_name).scalar_subquery()
         )
-        values: dict[str, object] = {"state": state, "value": value, "error": error, "updated_at": now()}
+        values: dict[str, object] = {"state": state, "value": value, "error": None if error is None else redact(error), "updated_at": now()}
         if state == TrialState.FAILED:
             values["failures"] = trials.c.failures + 1
         with self._write() as conn:

@@ -1,4 +1,5 @@
-// tracker's pages: the run list (/), one run (/run/NAME), and a comparison (/compare?runs=a,b).
+// tracker's pages: the run list (/), one run (/run/NAME), a comparison (/compare?runs=a,b), and a sweep
+// (/sweep/NAME, drawn by sweep.js).
 // Everything comes from this server's JSON API; live changes arrive as server-sent events from
 // /api/events. The choices a reader makes (runs, metrics, sorting, filters, superseded epochs) live
 // in the URL's query string, so that any view can be shared by copying its address.
@@ -185,6 +186,8 @@ function curveQuery(name, metrics, extra) {
 
 const BASE_COLUMNS = [
   { key: "name", label: "run", value: (r) => r.name },
+  // Shown only once some run is a sweep's trial.
+  { key: "sweep", label: "sweep", sweep: true, value: (r) => r.sweep || "", text: (r) => (r.sweep ? `${r.sweep} #${r.trial}` : "") },
   { key: "status", label: "status", value: (r) => r.status },
   { key: "epochs", label: "epochs", value: (r) => r.epochs_done, text: (r) => `${r.epochs_done} / ${r.target_epochs ?? "?"}` },
   { key: "best", label: "best", value: (r) => plottable(r.best_value), text: (r) => (r.monitor && r.best_epoch !== null ? `${r.monitor} ${fmt(r.best_value)} @ ${r.best_epoch}` : "–") },
@@ -210,13 +213,14 @@ function matches(filter, value, text) {
 async function listPage() {
   crumbs("runs");
   document.title = "runs · tracker";
-  let runs = await api("/api/runs");
+  let [runs, sweeps] = await Promise.all([api("/api/runs"), api("/api/sweeps")]);
   const main = document.getElementById("main");
   const selected = new Set();
 
   const render = () => {
     const configKeys = [...new Set(runs.flatMap((r) => Object.keys(r.config || {})))].sort();
-    const columns = [...BASE_COLUMNS, ...configKeys.map((k) => ({
+    const inSweeps = runs.some((r) => r.sweep);
+    const columns = [...BASE_COLUMNS.filter((c) => inSweeps || !c.sweep), ...configKeys.map((k) => ({
       key: `config.${k}`, label: k, config: true,
       value: (r) => (typeof r.config[k] === "number" ? r.config[k] : configText(r.config[k])),
       text: (r) => configText(r.config[k]),
@@ -253,11 +257,13 @@ async function listPage() {
       } })),
       columns.map((c) => h("td", { class: typeof c.value(r) === "number" ? "num" : "", "data-col": c.key },
         c.key === "name" ? h("a", { href: `/run/${enc(r.name)}` }, r.name)
-          : c.key === "status" ? statusBadge(r.status) : textOf(c, r)))));
+          : c.key === "sweep" && r.sweep ? h("a", { href: `/sweep/${enc(r.sweep)}` }, textOf(c, r))
+            : c.key === "status" ? statusBadge(r.status) : textOf(c, r)))));
     const compare = h("button", { id: "compare", disabled: selected.size < 2, onclick: () => {
       location.href = `/compare?runs=${[...selected].map(enc).join(",")}`;
     } }, "Compare selected");
     main.replaceChildren(
+      ...(sweeps.length ? [h("h2", {}, "Sweeps"), sweepsTable(sweeps), h("h2", {}, "Runs")] : []),
       h("div", { class: "controls" }, h("span", { class: "muted" }, `${rows.length} of ${runs.length} runs`), compare),
       runs.length ? h("div", { class: "table-wrap" }, h("table", { id: "runs" }, h("thead", {}, head, filters), h("tbody", {}, body)))
         : h("p", { class: "muted" }, "No runs yet. Start one with tracker.track(...)."),
@@ -265,12 +271,15 @@ async function listPage() {
   };
 
   render();
-  const reload = serialized(async () => { runs = await api("/api/runs"); render(); });
+  const reload = serialized(async () => { [runs, sweeps] = await Promise.all([api("/api/runs"), api("/api/sweeps")]); render(); });
+  // A change to a trial's run changes its sweep's counts and best trial.
+  const reloadSweeps = serialized(async () => { sweeps = await api("/api/sweeps"); render(); });
   listen(reload, (changed) => {
     const byName = new Map(runs.map((r) => [r.name, r]));
     for (const r of changed) byName.set(r.name, r);
     runs = [...byName.values()];
     render();
+    if (changed.some((r) => r.sweep)) reloadSweeps();
   });
 }
 
@@ -304,6 +313,7 @@ async function runPage(name) {
         h("span", {}, "best ", h("b", { id: "best" }, d.monitor && d.best_epoch !== null ? `${d.monitor} ${fmt(d.best_value)} at epoch ${d.best_epoch} ★` : "–")),
         h("span", {}, "resumed at ", h("b", { id: "resumes", "data-epochs": d.resumed_at.join(",") }, d.resumed_at.length ? d.resumed_at.map((e) => `epoch ${e}`).join(", ") : "never")),
         h("span", {}, "updated ", h("b", {}, when(d.updated_at))),
+        d.sweep ? h("span", {}, "trial ", h("b", { id: "trial" }, `#${d.trial} of `, h("a", { href: `/sweep/${enc(d.sweep)}` }, d.sweep))) : null,
         h("span", {}, "config ", h("code", { id: "config" }, JSON.stringify(d.config)))),
     );
   };
@@ -541,6 +551,7 @@ async function comparePage() {
   try {
     const path = location.pathname;
     if (path.startsWith("/run/")) await runPage(decodeURIComponent(path.slice("/run/".length)));
+    else if (path.startsWith("/sweep/")) await sweepPage(decodeURIComponent(path.slice("/sweep/".length)));
     else if (path === "/compare") await comparePage();
     else await listPage();
     document.body.dataset.ready = "1";
