@@ -106,7 +106,7 @@ class Registry:
         sweep = self._sweep()
         number, params = self.number(trial), params_of(trial)
         self.store.add_trials(sweep.id, [(number, self.run_name(trial), params)])
-        row = next(r for r in self.store.trials(sweep.id) if r.number == number)
+        [row] = self.store.trials(sweep.id, number)
         if row.params != params:
             raise ValueError(
                 f"KerasTuner's trial {trial.trial_id} has the hyperparameters {params}, but trial {number} of sweep {self.name!r} "
@@ -126,7 +126,7 @@ class Registry:
         if trial.status == "COMPLETED":
             self._record(trial, attempt_id)
         elif trial.status in ("INVALID", "FAILED"):
-            row = next(r for r in self.store.trials(self._sweep().id) if r.number == self.number(trial))
+            [row] = self.store.trials(self._sweep().id, self.number(trial))
             if row.state != TrialState.FAILED:
                 self.failed(trial, attempt_id, _last_line(trial.message))
 
