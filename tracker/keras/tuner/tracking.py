@@ -28,8 +28,8 @@ from tracker.keras.tuner.registry import Registry, params_of
 from tracker.keras.tuner.reload import finish_reload
 from tracker.keras.tuner.state_files import StateFiles
 from tracker.keras.tuner.whole_run import whole_run
-from tracker.run import track
 from tracker.run.options import RunOptions
+from tracker.run.track import track
 from tracker.store import open_store
 
 _HOOKS = ("run_trial", "on_trial_begin", "on_trial_end")
