@@ -189,10 +189,10 @@ def test_other_trials_under_an_existing_name_are_refused_naming_the_difference(s
     assert more.called == ["r-1", "r-2"] and len(trials) == 3
 
 
-def test_a_run_that_is_not_a_trial_is_never_taken_as_one(sqlite_db, record):
+def test_a_run_that_is_not_a_trial_is_never_taken_as_one(db, record):
     record("s-1", 2)
     with pytest.raises(ValueError, match="a run named 's-1' already exists .* not one of its trials"):
-        tracker.sweep("s", _never, grid={"units": [1, 2]}, db=sqlite_db)
+        tracker.sweep("s", _never, grid={"units": [1, 2]}, db=db)
 
 
 def test_a_renamed_trial_run_stays_the_trial(sqlite_db):
