@@ -23,6 +23,7 @@ from scripts.bench.memory import child_rss, row_memory
 from scripts.bench.serve import row_serve
 from scripts.bench.startup import row_open, row_plot
 from scripts.bench.steps import row_steps
+from scripts.bench.sweeps import row_sweeps
 
 # Before any row imports TensorFlow: its C++ start-up chatter would bury the table.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +36,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("6", "open_store('new.db') / python -c pass", row_open),
     ("7", "peak RSS tracked / plain", row_memory),
     ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
+    ("11", "searches: tracker.sweep / its trials one by one; epochs retrained under SIGKILLs", row_sweeps),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),
