@@ -1,9 +1,11 @@
-"""Shared fixtures: a fresh database per test, runs recorded without Keras, a tiny model."""
+"""Shared fixtures: a fresh database per test, runs recorded without Keras, a tiny model; how many xdist workers."""
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import shutil
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -24,6 +26,25 @@ def pytest_configure(config: pytest.Config) -> None:
     # would then wait on it in vain. A handled signal reverts to the default in the child.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: The most workers ``-n auto`` starts: each holds TensorFlow (about 1 GB) and its tests start children that
+#: train, so more would trade memory, and the timing of the tests that stop a child mid-batch, for little.
+MAX_AUTO_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers ``-n auto`` (pyproject.toml's default) starts: one per CPU this process may run on,
+    at most `MAX_AUTO_WORKERS`, and no more than the tests named one by one (``file.py::test``); none for
+    one, which then runs in this process as plain pytest runs it. xdist's ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides when set, and ``-n 0`` (or ``-p no:xdist``) turns the workers off."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    workers = min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS)
+    if config.args and all("::" in arg for arg in config.args):
+        workers = min(workers, len(config.args))
+    return workers if workers > 1 else 0
 
 
 @pytest.fixture(autouse=True)
@@ -149,22 +170,36 @@ def same_floats(a: list[float], b: list[float]) -> bool:
 @pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[dict[str, list], dict[str, bytes]]]:
     """``uninterrupted(backend, case)``: the curve and final state of ``tests/child_train.py`` trained 7 epochs
-    without a kill, in a fresh process; each (backend, case) is trained once per session and shared by every
-    test that compares a killed-and-resumed run against it."""
+    without a kill, in a fresh process; each (backend, case) is trained once per test run and shared by every
+    test that compares a killed-and-resumed run against it, in every xdist worker."""
     import subprocess
     import sys
 
     from tests.test_crash import CHILD, EPOCHS, _env, final_state
     from tracker import curves
 
+    # xdist's workers share the parent of their base temporary folders: the first worker that needs a
+    # reference trains it there under a lock, and the others wait for it and read it.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
     trained: dict[tuple[str, str], tuple[dict[str, list], dict[str, bytes]]] = {}
 
     def _uninterrupted(backend: str, case: str) -> tuple[dict[str, list], dict[str, bytes]]:
         if (backend, case) not in trained:
-            tmp = tmp_path_factory.mktemp("uninterrupted")
-            db, ckpt = str(tmp / "ref.db"), str(tmp / "ckpt")
-            command = [sys.executable, str(CHILD), "ref", str(EPOCHS), "--case", case, "--backend", backend]
-            subprocess.run(command, env=_env(db, ckpt), cwd=tmp, check=True, timeout=300)
+            folder = shared / f"uninterrupted-{backend}-{case.replace(',', '+')}"
+            folder.mkdir(exist_ok=True)
+            db, ckpt = str(folder / "ref.db"), str(folder / "ckpt")
+            with open(folder / "lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (folder / "done").exists():
+                    # What a worker whose training failed left behind: the next one starts afresh.
+                    shutil.rmtree(ckpt, ignore_errors=True)
+                    for leftover in (Path(db), Path(f"{db}-wal"), Path(f"{db}-shm")):
+                        leftover.unlink(missing_ok=True)
+                    command = [sys.executable, str(CHILD), "ref", str(EPOCHS), "--case", case, "--backend", backend]
+                    subprocess.run(command, env=_env(db, ckpt), cwd=folder, check=True, timeout=300)
+                    (folder / "done").touch()
             trained[backend, case] = curves("ref", db=db), final_state(ckpt, "ref")
         return trained[backend, case]
 

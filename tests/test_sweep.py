@@ -252,13 +252,13 @@ def _worker(sweep: str, searched: list[str], env: dict[str, str], *extra: str) -
 
 
 def _in_progress(db: str) -> list[tuple[str, int]]:
-    """Trial runs whose writer is alive and has committed at least one epoch but not the last: a kill lands mid-trial."""
+    """Trial runs whose writer is alive and has committed an epoch, with two or more left: a kill lands mid-trial."""
     if not Path(db).exists():
         return []
     store = open_store(db, create=False)
     try:
         return [(r.name, a.process.pid) for r, a in store.list_runs()
-                if a is not None and a.alive() and r.last_epoch is not None and r.last_epoch < 4]
+                if a is not None and a.alive() and r.last_epoch is not None and r.last_epoch < 3]
     finally:
         store.close()
 

@@ -23,7 +23,7 @@ from tracker.errors import (
     TrackerError,
 )
 from tracker.query import RunInfo, curves, runs
-from tracker.run import Run, track
+from tracker.run import Run, track, track_tuner
 from tracker.search import SweepError, Trial, choice, loguniform, randint, sweep, sweep_trials, uniform
 from tracker.search.optuna_study import track_optuna
 
@@ -50,5 +50,6 @@ __all__ = [
     "sweep_trials",
     "track",
     "track_optuna",
+    "track_tuner",
     "uniform",
 ]

@@ -8,5 +8,6 @@ from tracker.run.adapter import Integration
 from tracker.run.protocol import Run
 from tracker.run.reader import Reader  # noqa: F401 - defined here, so that every Run can become one on a non-chief worker
 from tracker.run.track import track
+from tracker.run.tuner import track_tuner
 
-__all__ = ["Integration", "Run", "track"]
+__all__ = ["Integration", "Run", "track", "track_tuner"]

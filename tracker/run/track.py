@@ -122,3 +122,4 @@ def track(
     """
     # Every parameter of track is the RunOptions field of the same name (tests/test_run_parts.py checks it).
     return Run.from_options(RunOptions(**locals()), KERAS)
+

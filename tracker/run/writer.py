@@ -29,6 +29,11 @@ _STOP = object()
 class WriterFailed(TrackerError):
     """An earlier epoch could not be made durable; the newest committed epoch is still intact."""
 
+    def __init__(self, message: str, error: BaseException) -> None:
+        super().__init__(message)
+        #: What the commit raised. Also the ``__cause__``, which Keras's traceback filter drops (``raise ... from None``).
+        self.error = error
+
 
 class BackgroundWriter(Generic[Job]):
     """Runs ``commit(job)`` for each submitted job on one daemon thread, in order."""
@@ -49,7 +54,7 @@ class BackgroundWriter(Generic[Job]):
         """Wait until every submitted job is committed; raise `WriterFailed` if one failed."""
         self._jobs.join()
         if self._error is not None:
-            raise WriterFailed(f"Saving an epoch failed: {self._error}") from self._error
+            raise WriterFailed(f"Saving an epoch failed: {self._error}", self._error) from self._error
 
     def close(self) -> None:
         """Commit what is pending, then stop the thread. Does not raise."""

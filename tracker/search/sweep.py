@@ -38,6 +38,7 @@ from tracker.query import effective_status
 from tracker.records import SweepRow, TrialRow, TrialState
 from tracker.run.options import RunOptions
 from tracker.run.track import track
+from tracker.run.writer import WriterFailed
 from tracker.search import space as spaces
 from tracker.store import Store, open_store
 from tracker.warn import warn_user
@@ -266,12 +267,12 @@ class _Worker:
 
 
 def _lost_run(e: BaseException) -> RunLockedError | None:
-    """The refusal of a commit that ``e`` carries (the background writer wraps it), if this attempt lost its run."""
+    """The refusal of a commit that ``e`` carries (`WriterFailed` wraps it), if this attempt lost its run."""
     seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, RunLockedError):
             return seen
-        seen = seen.__cause__
+        seen = seen.error if isinstance(seen, WriterFailed) else seen.__cause__
     return None
 
 
