@@ -1,32 +1,33 @@
-"""Row 11: searches. A `tracker.sweep`'s wall time against its trials tracked one after another (11a), and the
-epochs retrained under one seeded SIGKILL schedule by `tracker.sweep` (11b), stock KerasTuner (11c) and stock Optuna (11d).
+"""Row 11: searches. A `tracker.sweep`'s wall time against its trials tracked one by one (11a), and the epochs
+retrained under one seeded SIGKILL schedule by `tracker.sweep` (11b), stock KerasTuner (11c) and stock Optuna (11d).
 
-11a times two fresh child processes per round, on fresh databases: one runs ``tracker.sweep`` over a grid, the
-other trains the same trials (same params, seeds, order) one after another, each inside ``tracker.track(
-"bench-<n>", config=params)``. Children, so that neither side inherits the other's warmed-up TensorFlow, and the
-same warm-up on both sides: every import, the data and one untracked fit happen before the clock starts.
+11a times two child processes per round, each on a fresh database: one runs ``tracker.sweep`` over a 12-trial grid,
+the other trains the same trials (same params, seeds and order) one after another in one process, each inside
+``tracker.track("bench-<n>", config=params)``. Each side gets a process of its own, as rows 5-7 and 10 do, so that
+neither inherits the other's warmed-up TensorFlow, caches or open SQLite files; both get the same warm-up before
+the clock starts: every module either side imports, the data, and one untracked fit (TensorFlow's first).
 
-11b-11d share one kill schedule: K distinct ``(trial, epoch)`` points drawn from a seed (epoch >= 1, so that the
-trial has trained before it dies), each reached the first time any attempt of that trial gets there, with each
-trial's kills in rising epoch order so that every one is reachable whether a trial resumes or restarts. The kill
-lands inside epoch E of trial T:
+11b-11d share one kill schedule: K distinct ``(trial, epoch)`` points drawn from a seed, each inside an epoch >= 1
+(the trial has trained before it dies), reached the first time any attempt of that trial gets there. Each trial's
+kills go up in epoch, so every one is reached whether the trial resumes or restarts. How each search is killed:
 
-- 11b, ``tracker.sweep`` in 2 workers (this module run as children): SIGKILL at a seeded random instant after the
-  worker says epoch E begins (a seeded fraction of the last epoch's length), as tests/test_sweep.py's kills do; the
-  worker is started again, the same command, until the search is done;
-- 11c, stock KerasTuner (``overwrite=False`` reload): ``scripts/tuner_bench.py``'s search, killed as epoch E ends
-  (its kill point; KerasTuner's ``on_epoch_end`` runs before tracker would commit the epoch);
-- 11d, stock Optuna (RDB storage with heartbeat, ``RetryFailedTrialCallback``): ``scripts/optuna_bench.py``'s
-  search, killed as epoch E begins.
+- 11b, ``tracker.sweep`` in 2 workers (this module run as children): SIGKILL as the worker starts a seeded random
+  batch of epoch E, as tests/test_sweep.py kills its workers at random instants mid-trial; the killed worker is
+  started again, the same command, until the search is done;
+- 11c, stock KerasTuner (``overwrite=False`` reload), through ``scripts/tuner_bench.py``: SIGKILL as epoch E ends
+  (its kill point, before tracker would commit that epoch), then the search started again until it completes;
+- 11d, stock Optuna (RDB storage with heartbeat, ``RetryFailedTrialCallback``), through ``scripts/optuna_bench.py``:
+  SIGKILL as epoch E begins, and the study started again after the heartbeat's grace period.
 
-Epochs trained are counted as epochs begun, over every launch: an epoch a kill cut short counts as one. For
-11b that is every committed epoch row in the database (superseded ones too) plus the epochs a kill lost, which the
-workers announce at ``on_epoch_begin``. Retrained = trained - trials x epochs, the epochs a clean search needs.
-Where tracker's own KerasTuner and Optuna glue is installed, its search under the same kills is a sub-row.
+Epochs trained are counted as epochs begun, over every launch: an epoch a kill cut short counts as one. For 11b
+that is every epoch row committed to the database, superseded ones too, plus the epochs begun and lost at kills
+(the workers print as each epoch begins); for 11c every epoch that ended (nothing is begun and lost there); for
+11d every epoch that ended plus the one each kill cut off at its start. Retrained = trained - trials x epochs, the
+epochs a clean search needs. tracker's own KerasTuner and Optuna glue under the same kills are sub-rows.
 
 Run as ``python -m scripts.bench.sweeps MODE FOLDER --trials N --epochs E --samples S``, this module is 11a's and
-11b's child: MODE ``sweep`` or ``sequential`` prints one JSON line (11a), ``worker`` is a sweep worker that prints
-``EPOCH <trial> <epoch>`` as each epoch begins (11b).
+11b's child: MODE ``sweep`` or ``sequential`` prints one JSON line (11a); ``worker`` is a sweep worker that prints
+``EPOCH <trial> <epoch>`` as each epoch begins and ``BATCH <trial> <epoch> <batch>`` as each batch does (11b).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SweepsPlan:
 
 def sweeps_plan(plan: Plan) -> SweepsPlan:
     if plan.quick:
-        return SweepsPlan(trials=2, epochs=3, samples=256, rounds=plan.reps, kills=1, tracker_glue=False)
+        return SweepsPlan(trials=2, epochs=2, samples=128, rounds=plan.reps, kills=1, tracker_glue=False)
     return SweepsPlan(trials=12, epochs=4, samples=1_024, rounds=max(3, (plan.reps + 1) // 2), kills=4, tracker_glue=True)
 
 
@@ -387,8 +388,12 @@ def optuna_under_kills(optuna_bench, sp: SweepsPlan, schedule: list[Kill], work:
 def add_retrained(table: Table, key: str, what: str, ours: Retrained, base: Retrained, note: str) -> None:
     """A row of retrained epochs per kill, ``ours`` over ``base``; ``note`` says how they were killed."""
     ratio = ours.per_kill / base.per_kill if base.per_kill else None
-    table.add(key, what, f"{ours.per_kill:.2f} ep", f"{base.per_kill:.2f} ep", ratio, "",
-              f"{note}; {base.retrained} retrained, {base.trained} trained for {base.needed}, {base.launches} launches, {base.seconds:.0f} s")
+    table.add(key, what, f"{ours.per_kill:.2f} ep", f"{base.per_kill:.2f} ep", ratio, "", note)
+
+
+
+def figures(search: Retrained) -> str:
+    return f"{search.retrained} retrained, {search.trained} trained for {search.needed}, {search.launches} launches, {search.seconds:.0f} s"
 
 
 
@@ -404,16 +409,16 @@ def row_retrained(table: Table, sp: SweepsPlan, work: Path) -> None:
 
     tuner_bench = bench_script("tuner_bench")
     what = "retrained epochs per kill: tracker.sweep / stock KerasTuner"
-    if tuner_bench is None:
-        table.na("11c", what, "scripts/tuner_bench.py is not in this checkout (it comes with tracker.track_tuner)")
+    if tuner_bench is None or importlib.util.find_spec("keras_tuner") is None:
+        table.na("11c", what, "scripts/tuner_bench.py or keras-tuner is missing")
     else:
         progress(f"row 11c: stock KerasTuner, the same {len(schedule)} kills, through scripts/tuner_bench.py")
         stock = keras_tuner_under_kills(tuner_bench, sp, schedule, work, stock=True)
-        add_retrained(table, "11c", what, ours, stock, "stock KT (overwrite=False reload) killed as epoch E ends")
-        if sp.tracker_glue and importlib.util.find_spec("tracker.keras.tuner") is not None:
+        add_retrained(table, "11c", what, ours, stock, f"stock KT (overwrite=False reload), killed as epoch E ends: {figures(stock)}")
+        if sp.tracker_glue:
             glue = keras_tuner_under_kills(tuner_bench, sp, schedule, work, stock=False)
             add_retrained(table, "11c", "  same kills: tracker.track_tuner / stock KerasTuner", glue, stock,
-                          f"track_tuner: {glue.retrained} retrained, {glue.detail}; stock KT")
+                          f"track_tuner: {figures(glue)}; {glue.detail}")
 
     optuna_bench = bench_script("optuna_bench")
     what = "retrained epochs per kill: tracker.sweep / stock Optuna"
@@ -422,11 +427,12 @@ def row_retrained(table: Table, sp: SweepsPlan, work: Path) -> None:
     else:
         progress(f"row 11d: stock Optuna, the same {len(schedule)} kills, through scripts/optuna_bench.py")
         stock = optuna_under_kills(optuna_bench, sp, schedule, work, variant="stock")
-        add_retrained(table, "11d", what, ours, stock, "stock Optuna (RDB heartbeat + RetryFailedTrialCallback) killed as epoch E begins")
+        add_retrained(table, "11d", what, ours, stock,
+                      f"stock Optuna (RDB heartbeat, RetryFailedTrialCallback), killed as epoch E begins: {figures(stock)}")
         if sp.tracker_glue:
             glue = optuna_under_kills(optuna_bench, sp, schedule, work, variant="tracker")
             add_retrained(table, "11d", "  same kills: tracker.track_optuna / stock Optuna", glue, stock,
-                          f"track_optuna: {glue.retrained} retrained; stock Optuna")
+                          f"track_optuna: {figures(glue)}")
 
 
 
