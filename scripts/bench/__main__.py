@@ -23,6 +23,7 @@ from scripts.bench.memory import child_rss, row_memory
 from scripts.bench.serve import row_serve
 from scripts.bench.startup import row_open, row_plot
 from scripts.bench.steps import row_steps
+from scripts.bench.sweeps import row_sweeps
 
 # Before any row imports TensorFlow: its C++ start-up chatter would bury the table.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,12 +36,16 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("6", "open_store('new.db') / python -c pass", row_open),
     ("7", "peak RSS tracked / plain", row_memory),
     ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
+    ("11", "searches: tracker.sweep / its trials one by one; epochs retrained under SIGKILLs", row_sweeps),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),
     ("8", "web view: GET /api/runs, curves API / raw SELECT", row_serve),
     ("9", "inside epochs: step checkpoints, checkpoint_every_seconds, log_every_steps / plain fit", row_steps),
 ]
+
+#: Rows a plain ``--quick`` run leaves out, as too slow for a smoke test even at toy sizes; ``--quick --rows KEY`` runs them.
+NOT_IN_QUICK = {"11": "its 9 child processes (TensorFlow, torch, KerasTuner, Optuna) take 2-4 min on 2 cores"}
 
 
 
@@ -70,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"serve_runs": args.serve_runs, "serve_epochs": args.serve_epochs, "serve_points": args.serve_points}
     plan = dataclasses.replace(plan, **{k: v for k, v in sizes.items() if v is not None})
     chosen = ROWS if args.rows is None else [r for r in ROWS if r[0] in args.rows.split(",")]
+    left_out = [r for r in chosen if plan.quick and args.rows is None and r[0] in NOT_IN_QUICK]
+    chosen = [r for r in chosen if r not in left_out]
     print(machine_report(plan), flush=True)
     code_at_start = code_fingerprint()
     started = time.perf_counter()
     table = Table()
     failed: list[str] = []
+    for key, title, _ in left_out:
+        table.na(key, title, f"left out of --quick: {NOT_IN_QUICK[key]}; run --quick --rows {key}")
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
         work = Path(tmp)
         for key, title, row in chosen:
