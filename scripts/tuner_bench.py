@@ -11,7 +11,7 @@ search is started again, until it completes. ``--random K`` draws K kills from `
 the same schedule. Retrained epochs are the epochs trained in all launches beyond trials x epochs.
 Also printed: each way's best score against its own uninterrupted search.
 
-`row_tuner_retrained` is the same measurement as a row of ``python -m scripts.bench``'s table.
+Row 11c of ``python -m scripts.bench`` runs the same search (`search`) under its kill schedule.
 """
 
 from __future__ import annotations
@@ -140,19 +140,6 @@ def report(found: dict[str, Outcome], kills: list[tuple[str, int]], epochs: int,
     ours, theirs = (found[f"{w}-killed"].retrained(epochs, max_trials) for w in ("tracker", "stock"))
     lines.append(f"  retrained epochs, tracker / stock: {ours}/{theirs}" + (f" = {ours / theirs:.2f}" if theirs else ""))
     return lines
-
-
-def row_tuner_retrained(table, plan, tmp: Path) -> None:
-    """``python -m scripts.bench`` row: retrained epochs under two kills, track_tuner against stock KerasTuner."""
-    epochs, max_trials = (3, 2) if plan.quick else (6, 4)
-    kills = schedule("1:1" if plan.quick else DEFAULT_KILLS, None, 0, epochs, max_trials)
-    found = measure(tmp / "tuner", kills, epochs=epochs, max_trials=max_trials)
-    ours, theirs = (found[f"{w}-killed"].retrained(epochs, max_trials) for w in ("tracker", "stock"))
-    identical = found["tracker-killed"].best_score == found["tracker-clean"].best_score
-    table.add("11", "epochs retrained after the same kills: track_tuner / stock KT", f"{ours} ep", f"{theirs} ep",
-              ours / theirs if theirs else None, "",
-              f"{len(kills)} SIGKILLs, {max_trials}x{epochs} epochs; tracker's best score "
-              f"{'identical to' if identical else 'DIFFERS from'} its uninterrupted search")
 
 
 def main(argv: list[str] | None = None) -> int:
