@@ -266,3 +266,21 @@ def fill(folder: Path) -> None:
                 f.write(b"\0" * 512)
         except OSError:
             pass
+
+
+@pytest.fixture
+def client(db: str) -> Iterator[object]:
+    """A Starlette test client of the web view over ``db``, opened before the test records anything, so that the app
+    must see what is written later."""
+    from starlette.testclient import TestClient
+
+    from tests.support.serving import ORIGIN
+    from tracker.serve.app import allowed_hosts, create_app
+    from tracker.store import open_store
+
+    store = open_store(db)
+    try:
+        with TestClient(create_app(store, hosts=allowed_hosts("127.0.0.1")), base_url=ORIGIN) as c:
+            yield c
+    finally:
+        store.close()

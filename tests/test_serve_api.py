@@ -6,31 +6,19 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from starlette.testclient import TestClient
 
 import tracker
 from tests.support import serving
 from tracker.records import Position, ProcessInfo
-from tracker.serve.app import STATIC, allowed_hosts, create_app
+from tracker.serve.app import STATIC, allowed_hosts
 from tracker.store import open_store
 
-ORIGIN = "http://127.0.0.1:6007"
 CHILD = Path(__file__).with_name("child_numpy.py")
 
-
-@pytest.fixture
-def client(db: str) -> Iterator[TestClient]:
-    store = open_store(db)  # before the test records anything: the app must see what is written later
-    try:
-        with TestClient(create_app(store, hosts=allowed_hosts("127.0.0.1")), base_url=ORIGIN) as c:
-            yield c
-    finally:
-        store.close()
 
 
 def test_run_list_has_the_issue_fields_and_the_crashed_status(record, db, tmp_path, client):

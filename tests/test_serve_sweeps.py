@@ -9,30 +9,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 import tracker
 from tests.support import serving
 from tests.support.sweeps import GRID, RANKED, finish_trial, mixed_sweep, plan_sweep, scaled
-from tracker.serve.app import allowed_hosts, create_app
-from tracker.store import open_store
 
-ORIGIN = "http://127.0.0.1:6007"
 CHILD = Path(__file__).with_name("child_numpy.py")
 
-
-@pytest.fixture
-def client(db: str) -> Iterator[TestClient]:
-    store = open_store(db)  # before the test records anything: the app must see what is written later
-    try:
-        with TestClient(create_app(store, hosts=allowed_hosts("127.0.0.1")), base_url=ORIGIN) as c:
-            yield c
-    finally:
-        store.close()
 
 
 def test_sweep_detail_lists_the_trials_best_first_as_tracker_sweep_returns_them(record, db, client):

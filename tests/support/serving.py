@@ -176,3 +176,6 @@ def chromium(playwright):  # noqa: ANN001, ANN201 - Playwright's types, imported
             pytest.fail(reason + "; CI=true or TRACKER_TEST_REQUIRE_SERVERS=1 makes this an error")
         pytest.skip(reason)
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+#: The origin the web view's test client (the ``client`` fixture) and its pages are served from.
+ORIGIN = "http://127.0.0.1:6007"
