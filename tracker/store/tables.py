@@ -54,6 +54,13 @@ attempts = sa.Table(
     sa.Column("versions", sa.Text, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("process_start", sa.String(64)),
+    # Team mode (`tracker.spool`): the spool file on ``host`` its commits went through first, the newest of them
+    # this database holds (a replay at or below it is skipped), and how far behind the spool it was when last heard.
+    sa.Column("spool", sa.Text),
+    sa.Column("replicated_seq", sa.Integer),
+    sa.Column("spool_pending", sa.Integer),
+    sa.Column("spool_newest", sa.String(64)),
+    sa.Column("spooled_at", sa.DateTime(timezone=True)),
 )
 
 epochs = sa.Table(
@@ -191,4 +198,27 @@ trials = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: The team view's access tokens (`python -m tracker.serve --team`), stored as their sha256 only.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
+#: The keys that sign the team view's share links; the newest signs, rotating voids the older links.
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("secret", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
