@@ -20,6 +20,8 @@ if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
     exit 1
 fi
 dir="$(mktemp -d /tmp/tracker-pg.XXXXXX)"
+# A caller that stops and restarts the server itself (the outage tests) learns its folder here.
+[[ -n "${PG_TEST_DIR_FILE:-}" ]] && printf '%s\n' "$dir" >"$PG_TEST_DIR_FILE"
 password="$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 (umask 077 && printf '%s\n' "$password" >"$dir/pwfile")
 as_owner=()

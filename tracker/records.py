@@ -122,6 +122,39 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class SpoolMark:
+    """How far a spooled writer's commits had reached the server when it last heard from the writer.
+
+    ``seq`` is the newest of the spool's commits the server holds: a replay at or below it is skipped, so that
+    a commit replicated just before a crash is not applied twice.
+    """
+
+    #: The spool file, on the attempt's host.
+    path: str
+    seq: int
+    #: Commits still waiting in the spool then, and the newest point they reach (``epoch 7``), if any.
+    pending: int = 0
+    newest: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """The mark a commit replayed from a spool leaves on its attempt, in the commit's own transaction: its
+    sequence number ``seq`` in the spool file ``spool``, and what still waits there behind it."""
+
+    spool: str
+    seq: int
+    pending: int
+    newest: str | None
+
+    def values(self, at: datetime) -> dict[str, object]:
+        """The attempt's columns to set."""
+        return {"spool": self.spool, "replicated_seq": self.seq, "spool_pending": self.pending,
+                "spool_newest": self.newest, "spooled_at": at}
+
+
+@dataclass(frozen=True)
 class AttemptRow:
     """One process's go at a run: how it was launched, and how it ended."""
 
@@ -133,6 +166,8 @@ class AttemptRow:
     initial_epoch: int
     process: ProcessInfo
     error: str | None
+    #: For a writer whose commits went through a local spool (team mode): how far they had reached the server.
+    spool: SpoolMark | None = None
 
     def alive(self, at: datetime | None = None) -> bool:
         """Whether the process of this attempt still holds its lease."""

@@ -25,12 +25,19 @@ ENV_TF_CONFIG = "TF_CONFIG"
 ENV_LOCK_TIMEOUT = "TRACKER_LOCK_TIMEOUT"
 #: Seconds a writer that stops beating keeps its run (its lease); the heartbeat beats every eighth of it. Default 120.
 ENV_LEASE = "TRACKER_LEASE_SECONDS"
+#: Folder of the local-first spools of runs written to a database server or remote checkpoints (team mode).
+ENV_SPOOL_DIR = "TRACKER_SPOOL_DIR"
+#: ``off``: a run with a database server or remote checkpoints writes to them directly, without a spool.
+ENV_SPOOL = "TRACKER_SPOOL"
+#: Seconds a finishing run waits for its spool to reach the server before it leaves the rest for later. Default 30.
+ENV_SPOOL_WAIT = "TRACKER_SPOOL_WAIT"
 #: Test-only: name of a write boundary at which the process stops itself (see `tracker.checkpoint`).
 ENV_PAUSE_AT = "TRACKER_TEST_PAUSE_AT"
 
 DEFAULT_DB = "tracker.db"
 DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
+DEFAULT_SPOOL_WAIT_SECONDS = 30.0
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+@,-]{0,127}")
 
@@ -132,6 +139,48 @@ def lease_seconds() -> float:
         raise ValueError(
             f"Invalid value for {ENV_LEASE}. Received: {raw!r}. Expected a number of seconds >= 1 (e.g. 120), "
             "or leave it unset for the default of 120."
+        )
+    return seconds
+
+
+def spool_dir() -> Path:
+    """``$TRACKER_SPOOL_DIR``, else ``$XDG_STATE_HOME/tracker/spool`` (``~/.local/state/tracker/spool``): where a run
+    that writes to a database server or remote checkpoints keeps its commits and files until they have reached them."""
+    chosen = os.environ.get(ENV_SPOOL_DIR)
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state).expanduser().absolute() / "tracker" / "spool"
+
+
+def spool_enabled() -> bool:
+    """False when ``$TRACKER_SPOOL`` is ``off``: a server run then writes directly, and an outage stops training.
+
+    Raises:
+        ValueError: The variable is set to anything but ``on`` or ``off``.
+    """
+    raw = os.environ.get(ENV_SPOOL, "on").strip().lower() or "on"
+    if raw not in ("on", "off"):
+        raise ValueError(f"Invalid value for {ENV_SPOOL}. Received: {raw!r}. Expected 'on' (the default) or 'off'.")
+    return raw == "on"
+
+
+def spool_wait_seconds() -> float:
+    """``$TRACKER_SPOOL_WAIT``: how long a finishing run waits for its spool to drain. Defaults to 30.
+
+    Raises:
+        ValueError: The variable is set but is not a number of seconds >= 0.
+    """
+    raw = os.environ.get(ENV_SPOOL_WAIT)
+    if not raw:
+        return DEFAULT_SPOOL_WAIT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (0 <= seconds < math.inf):
+        raise ValueError(
+            f"Invalid value for {ENV_SPOOL_WAIT}. Received: {raw!r}. Expected a number of seconds >= 0 (e.g. 30)."
         )
     return seconds
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tracker import checkpoint, settings
+from tracker import checkpoint, settings, spool
 from tracker.checkpoint import Verified
 from tracker.errors import Preempted, RunLockedError, TrackerError
 from tracker.faults import label, pause_point
@@ -134,7 +134,7 @@ class Run:
         self.log_every_steps = options.log_every_steps
         self._stops = StopSignals(self.name, self.stop_signals)
         self._force = options.force or os.environ.get(settings.ENV_FORCE) == "1"
-        self._store: Store | None = None
+        self._store: Store | spool.SpooledStore | None = None
         self._run: RunRow | None = None
         self._attempt_id: int | None = None
         self._heartbeat: Heartbeat | None = None
@@ -196,8 +196,16 @@ class Run:
         dbmod.locate(settings.resolve_db(self.options.db))  # a database that cannot work (in memory, say) fails before any folder is made
         made_folder = self.folder.probe_writable()
         self._store = open_store(self.options.db)
+        spooled = spool.applies(self._store)
         try:
             self._before = self._store.find_run(self.name)
+            if spooled:
+                # While the dead attempts that left them are still the run's writer: after this start, the
+                # server would refuse their commits.
+                spool.send_leftovers(self._store, self.name, spool.FolderFiles(self.folder))
+                self._before = self._store.find_run(self.name)
+                if self._before is not None:
+                    spool.warn_other_host(self._store, self._before)
             self._run, self._attempt_id = self._store.start_attempt(
                 self.name, config=self.options.config, checkpoint_dir=self.folder.location, force=self._force,
                 process=this_process(self._integration.versions, self._integration.environment()) if self._integration else this_process(),
@@ -218,6 +226,8 @@ class Run:
             self.folder.sweep(referenced)
             self._find_resume_point()
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
+            if spooled:
+                self._store = spool.open_spooled(self._store, self._run, self._attempt_id, spool.FolderFiles(self.folder))
         except BaseException as e:
             self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
             if self._new_folder or made_folder:

@@ -11,37 +11,57 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from tracker.errors import RunLockedError
+from tracker.errors import RunLockedError, TrackerError
 from tracker.faults import label, pause_point
-from tracker.records import FileInfo, Position, Retention, RunRow, StepValues, now
+from tracker.records import FileInfo, Position, Replicated, Retention, RunRow, StepValues, now
 from tracker.store.rows import _db_value, _kept, _kept_steps, _run_row
-from tracker.store.tables import epochs, metrics, runs, step_metrics, steps
+from tracker.store.tables import attempts, epochs, metrics, runs, step_metrics, steps
 from tracker.store.writers import Writers
 
 
-def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
-    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths.
+class Kept(Protocol):
+    """A kept checkpoint as retention sees it: a row of ``_kept`` or ``_kept_steps``, or the spool's copy of one."""
+
+    id: int
+    epoch: int
+    superseded: bool
+    checkpoint_path: str
+
+
+def doomed_by(
+    retention: Retention, best_epoch: int | None, kept: Sequence[Kept], kept_steps: Sequence[Kept]
+) -> tuple[list[Kept], list[Kept]]:
+    """The epoch and step checkpoints, of the kept ones (newest first), that ``retention`` no longer keeps.
 
     A count of None keeps every checkpoint of its kind; otherwise superseded ones go too: no resume reaches them.
+    Pure, so that a spooled writer decides exactly as the database would (`tracker.spool`).
     """
-    doomed, doomed_steps = [], []
+    doomed: list[Kept] = []
+    doomed_steps: list[Kept] = []
     if retention.keep_last is not None:
-        rows = conn.execute(_kept(run_id)).all()
-        live = [r for r in rows if not r.superseded]
+        live = [r for r in kept if not r.superseded]
         keep = {r.id for r in live[: retention.keep_last]}
         if retention.keep_best:
             keep |= {r.id for r in live if r.epoch == best_epoch}
-        doomed = [r for r in rows if r.id not in keep]
+        doomed = [r for r in kept if r.id not in keep]
+    if retention.keep_last_steps is not None:
+        keep_steps = {r.id for r in [r for r in kept_steps if not r.superseded][: retention.keep_last_steps]}
+        doomed_steps = [r for r in kept_steps if r.id not in keep_steps]
+    return doomed, doomed_steps
+
+
+def _retire(conn: sa.Connection, run_id: int, retention: Retention, best_epoch: int | None) -> list[str]:
+    """Mark the checkpoints that ``retention`` does not keep as deleted; return their paths."""
+    kept = conn.execute(_kept(run_id)).all() if retention.keep_last is not None else []
+    kept_steps = conn.execute(_kept_steps(run_id)).all() if retention.keep_last_steps is not None else []
+    doomed, doomed_steps = doomed_by(retention, best_epoch, kept, kept_steps)
     if doomed:
         conn.execute(epochs.update().where(epochs.c.id.in_([r.id for r in doomed])).values(checkpoint_deleted=True))
-    if retention.keep_last_steps is not None:
-        step_rows = conn.execute(_kept_steps(run_id)).all()
-        keep_steps = {r.id for r in [r for r in step_rows if not r.superseded][: retention.keep_last_steps]}
-        doomed_steps = [r for r in step_rows if r.id not in keep_steps]
     if doomed_steps:
         conn.execute(steps.update().where(steps.c.id.in_([r.id for r in doomed_steps])).values(checkpoint_deleted=True))
     return [r.checkpoint_path for r in doomed] + [r.checkpoint_path for r in doomed_steps]
@@ -66,12 +86,17 @@ def _insert_steps(conn: sa.Connection, run_id: int, attempt_id: int, rows: Seque
 
 
 
-def _is_better(value: float, best: float | None, mode: str) -> bool:
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    """Whether ``value`` of the monitor beats ``best`` in direction ``mode`` (``min`` or ``max``); NaN never does."""
     if math.isnan(value):
         return False
     if best is None:
         return True
     return value < best if mode == "min" else value > best
+
+
+class AlreadyReplicated(TrackerError):
+    """A commit replayed from a spool that the database holds already: skipped, as if applied."""
 
 
 class Commits(Writers):
@@ -89,6 +114,7 @@ class Commits(Writers):
         checkpoint: FileInfo | None,
         retention: Retention | None = None,
         step_rows: Sequence[StepValues] = (),
+        replicated: Replicated | None = None,
     ) -> tuple[RunRow, list[str]]:
         """Commit one epoch: its metrics, its checkpoint pointer and the run's summary, in ONE transaction.
 
@@ -96,14 +122,15 @@ class Commits(Writers):
         marks the checkpoints that ``retention`` no longer keeps as deleted, and adds the per-step
         metrics of ``step_rows``. Returns the view after this epoch, and the paths of those checkpoints:
         the caller deletes the files once this returns.
-        Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer.
+        Refused with `RunLockedError` if ``attempt_id`` is no longer the run's writer. A commit replayed from a
+        spool carries its ``replicated`` mark, and is refused with `AlreadyReplicated` if it was applied before.
         """
         t = now()
         best_epoch, best_value = run.best_epoch, run.best_value
-        if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+        if run.monitor in values and is_better(values[run.monitor], best_value, run.mode or "min"):
             best_epoch, best_value = epoch, values[run.monitor]
         with self._write() as conn:
-            self._fence(conn, run, attempt_id, t, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value)
+            self._fence(conn, run, attempt_id, t, replicated, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value)
             epoch_id = conn.execute(
                 epochs.insert().values(
                     run_id=run.id, attempt_id=attempt_id, epoch=epoch, committed_at=t,
@@ -134,6 +161,7 @@ class Commits(Writers):
         checkpoint: FileInfo | None,
         retention: Retention | None = None,
         step_rows: Sequence[StepValues] = (),
+        replicated: Replicated | None = None,
     ) -> tuple[RunRow, list[str]]:
         """Commit a point inside an epoch, in ONE transaction: the per-step metrics of ``step_rows``, and
         ``checkpoint`` (when given) as the step checkpoint at ``at``.
@@ -143,7 +171,7 @@ class Commits(Writers):
         """
         t = now()
         with self._write() as conn:
-            self._fence(conn, run, attempt_id, t)
+            self._fence(conn, run, attempt_id, t, replicated)
             _insert_steps(conn, run.id, attempt_id, step_rows, t)
             doomed: list[str] = []
             if checkpoint is not None:
@@ -161,12 +189,24 @@ class Commits(Writers):
         return dataclasses.replace(run, updated_at=t), doomed
 
     @staticmethod
-    def _fence(conn: sa.Connection, run: RunRow, attempt_id: int, t: datetime, **summary: object) -> None:
+    def _fence(
+        conn: sa.Connection, run: RunRow, attempt_id: int, t: datetime, replicated: Replicated | None = None, **summary: object
+    ) -> None:
         """Update the run's summary (``updated_at=t`` and ``summary``), refused with `RunLockedError` unless
-        ``attempt_id`` is still its writer.
+        ``attempt_id`` is still its writer, and with `AlreadyReplicated` if ``replicated`` was applied before.
 
         The summary update doubles as the fence: it matches no row once another attempt took over.
         """
+        if replicated is not None:
+            # In the commit's own transaction: a replay after a crash between the server's commit and the
+            # spool's delete matches no row here, and rolls back whole.
+            marked = conn.execute(
+                attempts.update()
+                .where(attempts.c.id == attempt_id, sa.or_(attempts.c.replicated_seq.is_(None), attempts.c.replicated_seq < replicated.seq))
+                .values(**replicated.values(t))
+            ).rowcount
+            if marked != 1:
+                raise AlreadyReplicated(f"Commit {replicated.seq} of spool {replicated.spool} is in the database already.")
         fenced = conn.execute(
             runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t, **summary)
         ).rowcount
@@ -186,7 +226,7 @@ class Commits(Writers):
         t = now()
         best_epoch, best_value = run.best_epoch, run.best_value
         for epoch, values in rows:
-            if run.monitor in values and _is_better(values[run.monitor], best_value, run.mode or "min"):
+            if run.monitor in values and is_better(values[run.monitor], best_value, run.mode or "min"):
                 best_epoch, best_value = epoch, values[run.monitor]
         last = rows[-1][0]
         with self._write() as conn:
@@ -287,6 +327,11 @@ class Commits(Writers):
             n = self._supersede(conn, run, Position(to_epoch + 1))
             pause_point("during-rewind", to_epoch)
         return n
+
+    def kept(self, run_id: int) -> tuple[list[Kept], list[Kept]]:
+        """The run's kept epoch and step checkpoints, newest first, as retention sees them (see `doomed_by`)."""
+        with self._read() as conn:
+            return list(conn.execute(_kept(run_id)).all()), list(conn.execute(_kept_steps(run_id)).all())
 
     def apply_retention(self, run: RunRow, retention: Retention, *, dry_run: bool = False) -> list[FileInfo]:
         """Mark the checkpoints of a stopped run that ``retention`` does not keep as deleted; return them.

@@ -224,8 +224,11 @@ def create_engine(database: Database, *, read_only_uri: str | None = None, lock_
             it warns every `SQLITE_BUSY_TIMEOUT_S` while it waits. Defaults to no limit.
     """
     if database.url.get_backend_name() != "sqlite":
+        # A server that does not answer (stopped, or a lost network) fails a connection after 10 s instead of
+        # hanging it for minutes; a URL may set its own connect_timeout.
+        connect_args = {"connect_timeout": 10} if database.url.get_backend_name() == "postgresql" and "connect_timeout" not in database.url.query else {}
         try:
-            return sa.create_engine(database.url, pool_pre_ping=True)
+            return sa.create_engine(database.url, pool_pre_ping=True, connect_args=connect_args)
         except (ImportError, sa.exc.ArgumentError) as e:
             raise StoreError(
                 f"Cannot open database {database.display}: {e}. Install the driver the URL names "

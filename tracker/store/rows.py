@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tracker.records import AttemptRow, EpochRow, FileInfo, ProcessInfo, RunRow, Status
+from tracker.records import AttemptRow, EpochRow, FileInfo, ProcessInfo, RunRow, SpoolMark, Status
 from tracker.store.tables import epochs, steps
 
 
@@ -81,6 +81,9 @@ def _attempt_row(r: Mapping) -> AttemptRow:
             pid=r["pid"], versions=json.loads(r["versions"]), start=r["process_start"],
         ),
         error=r["error"],
+        spool=None if r.get("spool") is None else SpoolMark(
+            r["spool"], r["replicated_seq"] or 0, r["spool_pending"] or 0, r["spool_newest"], _aware(r["spooled_at"]),
+        ),
     )
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from tracker.errors import ResumeError, RunLockedError
 from tracker.process import is_this_process
-from tracker.records import AttemptRow, ProcessInfo, RunRow, Status, now
+from tracker.records import AttemptRow, ProcessInfo, Replicated, RunRow, Status, now
 from tracker.redact import redact
 from tracker.store.rows import _attempt_row, _run_row, insert_for
 from tracker.store.session import Session
@@ -132,9 +132,14 @@ class Writers(Session):
         with self._write() as conn:
             conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(initial_epoch=epoch))
 
-    def heartbeat(self, attempt_id: int) -> None:
+    def heartbeat(self, attempt_id: int, *, spool: Replicated | None = None) -> None:
+        """Refresh the attempt's lease; a spooled writer also says how many commits wait in its ``spool``."""
+        t = now()
+        values: dict[str, object] = {"heartbeat_at": t}
+        if spool is not None:
+            values |= {k: v for k, v in spool.values(t).items() if k != "replicated_seq"}
         with self._write() as conn:
-            conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(heartbeat_at=now()))
+            conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
 
     def finish_attempt(self, run_id: int, attempt_id: int, status: str, *, error: str | None = None) -> None:
         t = now()
@@ -193,6 +198,14 @@ class Writers(Session):
         """Raise `RunLockedError`, ending with ``what_to_do``, if the run's writer still holds its lease."""
         with self._read() as conn:
             self._refuse_live(conn, run, what_to_do)
+
+    def writer_of(self, run: RunRow) -> AttemptRow | None:
+        """The attempt the database names as the run's writer now, alive or not; None if none."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(attempts).where(attempts.c.id == sa.select(runs.c.writer_attempt_id).where(runs.c.id == run.id).scalar_subquery())
+            ).mappings().first()
+        return _attempt_row(row) if row is not None else None
 
     def live_writer(self, run: RunRow) -> AttemptRow | None:
         """The run's writer attempt as the database says now, if it still holds its lease; else None."""
