@@ -49,10 +49,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No TRACKER_* variable leaks in from the caller; relative paths land in tmp_path."""
+    """No TRACKER_* variable leaks in from the caller; relative paths land in tmp_path, and so do the spools of
+    runs on a server (which the tests' children inherit: `tests.support.children.child_env` keeps it)."""
     for key in list(os.environ):
         if key.startswith("TRACKER_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("TRACKER_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.chdir(tmp_path)
     yield
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _env(db: str, ckpt: str, pause_at: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR"}
     env.update(TRACKER_DB=db, TRACKER_CHECKPOINT_DIR=ckpt, PYTHONPATH=str(Path(__file__).parents[1]))
     if pause_at:
         env["TRACKER_TEST_PAUSE_AT"] = pause_at

@@ -114,7 +114,7 @@ def test_gc_applies_retention_to_selected_stopped_runs(record, db, ckpt, capsys)
 
 def kill_at(boundary: str, argv: list[str], cwd: Path) -> None:
     """Run ``python -m tracker ARGV``, stopped at ``boundary`` by the test hook, and SIGKILL it there."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR"}
     env.update(TRACKER_TEST_PAUSE_AT=f"{boundary}:0", PYTHONPATH=str(Path(__file__).parents[1]))
     run_and_kill([sys.executable, "-m", "tracker", *argv], env, cwd)
 

@@ -33,7 +33,7 @@ def free_ports() -> tuple[str, str]:
 
 
 def start_workers(folder: Path, pause_chief_at: str | None = None) -> list[subprocess.Popen]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "TF_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if (not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR") and k != "TF_CONFIG"}
     env.update(TRACKER_DB=str(folder / "t.db"), TRACKER_CHECKPOINT_DIR=str(folder / "ckpt"))
     ports = free_ports()
     return [

@@ -64,7 +64,9 @@ def test_a_rerun_resumes_from_the_newest_object(sqlite_db, s3_prefix):
 
 
 def test_an_upload_killed_before_verification_leaves_an_orphan_that_the_next_start_deletes(sqlite_db, s3_prefix, tmp_path):
-    env = {**os.environ, "TRACKER_DB": sqlite_db, "TRACKER_CHECKPOINT_DIR": s3_prefix, "TRACKER_TEST_PAUSE_AT": "before-rename:2"}
+    # Direct uploads (TRACKER_SPOOL=off); staged ones are in tests/test_spool.py.
+    env = {**os.environ, "TRACKER_DB": sqlite_db, "TRACKER_CHECKPOINT_DIR": s3_prefix, "TRACKER_TEST_PAUSE_AT": "before-rename:2",
+           "TRACKER_SPOOL": "off"}
     proc = subprocess.Popen([sys.executable, str(CHILD), "r", "4"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         assert any(line.startswith("TRACKER-PAUSED") for line in proc.stderr)

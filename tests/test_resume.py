@@ -22,7 +22,7 @@ CHILD = Path(__file__).with_name("child_numpy.py")
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k != "CRASH_AT"}
+    env = {k: v for k, v in os.environ.items() if (not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR") and k != "CRASH_AT"}
     env.update(TRACKER_DB=str(tmp_path / "t.db"), TRACKER_CHECKPOINT_DIR=str(tmp_path / "ckpt"), **extra)
     return env
 

@@ -21,7 +21,7 @@ SECRETS = (PG_PASSWORD, S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}, **env}
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR"}, **env}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
 
 

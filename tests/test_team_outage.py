@@ -8,7 +8,6 @@ trains: stops the server (``pg_ctl stop -m immediate``) for 30 s, or freezes eve
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -22,6 +22,10 @@ CLI_BOUNDARIES = ("rm-after-mark", "rm-after-files", "gc-after-retention", "rena
 #: The write boundaries of one epoch, in order. On object storage, which has no rename,
 #: "before-rename" is the instant after the upload and before its read-back check.
 BOUNDARIES = ("during-write", "before-rename", "before-commit", "during-commit", "after-commit", "during-retention")
+#: The instants of a spooled commit on its way to the server (team mode, `tracker.spool`): before its checkpoint's
+#: upload from the staging folder, and after the server committed it but before the spool forgot it. Only the
+#: replicator's thread stops there; training goes on spooling.
+SPOOL_BOUNDARIES = ("spool-before-upload", "spool-after-replay")
 #: The instants of ``python -m tracker.resume --from-epoch K``: inside its one transaction, and after it before the re-launch.
 REWIND_BOUNDARIES = ("during-rewind", "after-rewind")
 

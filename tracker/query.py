@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from tracker.records import AttemptRow, RunRow, Status
+from tracker.spool.journal import behind as spool_behind
 from tracker.store import Store, open_store
 
 
@@ -42,6 +43,9 @@ class RunInfo:
     sweep: str | None = None
     #: Its trial number in that sweep, or None.
     trial: int | None = None
+    #: For a run whose newest writer spooled (team mode): its commits not yet in this database, as counted in the
+    #: spool on this host, or as the writer last said from its own; None for a run written directly.
+    behind: int | None = None
 
 
 def attempt_status(attempt: AttemptRow) -> Status:
@@ -82,6 +86,7 @@ def runs(db: str | os.PathLike[str] | None = None) -> list[RunInfo]:
                 # A run created after list_runs read has no annotations yet.
                 tags=notes.get(r.id, ({}, None))[0], note=notes.get(r.id, ({}, None))[1],
                 sweep=trials.get(r.name, (None, None))[0], trial=trials.get(r.name, (None, None))[1],
+                behind=None if a is None or a.spool is None else spool_behind(a.spool, a.process.host).waiting,
             )
             for r, a in found
         ]

@@ -17,15 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("attempts") as batch:
-        # The spool file on the attempt's host that its commits went through first (None: written directly).
-        batch.add_column(sa.Column("spool", sa.Text))
-        # The newest of the spool's commits that this database holds: a replayed commit at or below it is skipped.
-        batch.add_column(sa.Column("replicated_seq", sa.Integer))
-        # How many commits waited in the spool when the writer was last heard from, and when that was.
-        batch.add_column(sa.Column("spool_pending", sa.Integer))
-        batch.add_column(sa.Column("spool_newest", sa.String(64)))
-        batch.add_column(sa.Column("spooled_at", sa.DateTime(timezone=True)))
+    # The spool file on the attempt's host that its commits went through first (None: written directly).
+    op.add_column("attempts", sa.Column("spool", sa.Text))
+    # The newest of the spool's commits that this database holds: a replayed commit at or below it is skipped.
+    op.add_column("attempts", sa.Column("replicated_seq", sa.Integer))
+    # How many commits waited in the spool when the writer was last heard from, and when that was.
+    op.add_column("attempts", sa.Column("spool_pending", sa.Integer))
+    op.add_column("attempts", sa.Column("spool_newest", sa.String(64)))
+    op.add_column("attempts", sa.Column("spooled_at", sa.DateTime(timezone=True)))
     op.create_table(
         "tokens",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -50,6 +49,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("signing_keys")
     op.drop_table("tokens")
-    with op.batch_alter_table("attempts") as batch:
-        for column in ("spooled_at", "spool_newest", "spool_pending", "replicated_seq", "spool"):
-            batch.drop_column(column)
+    # In place, not through a batch copy: on SQLite, dropping the copied table would cascade to every epoch.
+    for column in ("spooled_at", "spool_newest", "spool_pending", "replicated_seq", "spool"):
+        op.drop_column("attempts", column)

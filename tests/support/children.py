@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def child_env(**extra: str) -> dict[str, str]:
     """This process's environment for a child: no ``TRACKER_*``, ``CRASH_AT`` or ``EPOCH_SLEEP`` leaking in,
     the repository first on ``PYTHONPATH``, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and k not in ("CRASH_AT", "EPOCH_SLEEP")}
+    env = {k: v for k, v in os.environ.items() if (not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR") and k not in ("CRASH_AT", "EPOCH_SLEEP")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return {**env, **extra}
 

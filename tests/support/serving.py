@@ -36,7 +36,7 @@ REQUIRE_BROWSER = os.environ.get("CI") == "true" or os.environ.get("TRACKER_TEST
 
 def env(**extra: str) -> dict[str, str]:
     """The environment for a child: no TRACKER_* from the caller, this checkout importable."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    out = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR"}
     out.update(PYTHONPATH=str(ROOT), **extra)
     return out
 

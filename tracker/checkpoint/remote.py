@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -114,6 +115,24 @@ class RemoteFolder:
             raise CheckpointError(f"Cannot write checkpoint {self._url(name)}: {reason(e)}.") from e
         checkpoint.check(info, stored_size, stored_sha)
         return info
+
+    def upload(self, local: Path, info: FileInfo) -> None:
+        """Upload the local file ``local`` as ``info`` (its recorded URL, size and sha256), read it back and check it:
+        how a checkpoint staged on the training host (team mode, `tracker.spool.staging`) reaches this folder."""
+        key = self._key(info.path.rsplit("/", 1)[-1])
+        try:
+            self._fs.put_file(str(local), key)
+            stored_size, stored_sha = _hash_object(self._fs, key)
+        except Exception as e:  # noqa: BLE001 - clients (s3fs, gcsfs, ...) raise their own error types, not only OSError
+            raise CheckpointError(f"Cannot upload checkpoint {redact(info.path)}: {reason(e)}.") from e
+        checkpoint.check(info, stored_size, stored_sha)
+
+    def exists(self, info: FileInfo) -> bool:
+        """Whether the object of ``info`` is here. Raises `CheckpointError` if the store cannot be asked."""
+        try:
+            return bool(self._fs.exists(self._key(info.path.rsplit("/", 1)[-1])))
+        except Exception as e:  # noqa: BLE001 - as above
+            raise CheckpointError(f"Cannot reach checkpoint storage {self}: {reason(e)}.") from e
 
     def delete(self, paths: list[str]) -> None:
         for p in paths:

@@ -32,6 +32,7 @@ from tracker.cli.text import (
 from tracker.durable import replace_atomically
 from tracker.query import attempt_status, curves, effective_status, runs
 from tracker.records import AttemptRow, RunRow, Status
+from tracker.spool.journal import behind as spool_behind
 from tracker.store import Store, open_store
 
 #: The statuses `list --status` accepts: what `tracker.runs` shows.
@@ -108,7 +109,8 @@ def list_runs(args: argparse.Namespace) -> int:
     for r in found:
         done = 0 if r.last_epoch is None else r.last_epoch + 1
         trial = [] if not in_sweeps else ["-" if r.sweep is None else f"{r.sweep} #{r.trial}"]
-        rows.append([r.name, *trial, r.status, f"{done}/{or_unknown(r.target_epochs)}",
+        status = f"{r.status} ({r.behind} behind)" if r.behind else r.status
+        rows.append([r.name, *trial, status, f"{done}/{or_unknown(r.target_epochs)}",
                      best_text(r.monitor, r.best_value, r.best_epoch), local_time(r.updated_at),
                      " ".join(f"{k}={v}" for k, v in r.tags.items())])
     print_table(rows)
@@ -158,7 +160,8 @@ def _show_json(store: Store, run: RunRow, attempts: list[AttemptRow], tags: dict
         "attempts": [
             {"status": attempt_status(a), "started_at": a.started_at, "ended_at": a.ended_at, "initial_epoch": a.initial_epoch,
              "pid": a.process.pid, "host": a.process.host, "command": [a.process.executable, *a.process.argv],
-             "cwd": a.process.cwd, "error": a.error}
+             "cwd": a.process.cwd, "error": a.error,
+             "spool": None if a.spool is None else {"path": a.spool.path, **dataclasses.asdict(spool_behind(a.spool, a.process.host))}}
             for a in attempts
         ],
         "checkpoints": [
@@ -221,6 +224,19 @@ def _print_attempts(attempts: list[AttemptRow]) -> None:
         print(f"     cwd:     {p.cwd}")
         if a.error:
             print(f"     error:   {a.error}")
+        if a.spool is not None:
+            print(f"     spool:   {_spool_text(a)}")
+
+
+def _spool_text(a: AttemptRow) -> str:
+    """``spool on gpu-a: 3 commits not in this database yet (newest: epoch 7), as of ...``."""
+    assert a.spool is not None
+    late = spool_behind(a.spool, a.process.host)
+    if not late.waiting:
+        return f"spool on {late.host}: every commit is in this database"
+    newest = f" (newest: {late.newest})" if late.newest else ""
+    when = "counted now" if late.as_of is None else f"when last heard from, {local_time(late.as_of, seconds=True)}"
+    return f"spool on {late.host}: {late.waiting} commits not in this database yet{newest}, {when}; file {a.spool.path}"
 
 
 def _print_checkpoints(store: Store, run: RunRow) -> None:

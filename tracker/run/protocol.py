@@ -196,13 +196,15 @@ class Run:
         dbmod.locate(settings.resolve_db(self.options.db))  # a database that cannot work (in memory, say) fails before any folder is made
         made_folder = self.folder.probe_writable()
         self._store = open_store(self.options.db)
-        spooled = spool.applies(self._store)
+        spooled = spool.applies(self._store, self.folder)
         try:
+            if spooled:
+                self.folder = spool.staged(self.folder)
             self._before = self._store.find_run(self.name)
             if spooled:
                 # While the dead attempts that left them are still the run's writer: after this start, the
                 # server would refuse their commits.
-                spool.send_leftovers(self._store, self.name, spool.FolderFiles(self.folder))
+                spool.send_leftovers(self._store, self.name, spool.files_of(self.folder))
                 self._before = self._store.find_run(self.name)
                 if self._before is not None:
                     spool.warn_other_host(self._store, self._before)
@@ -227,7 +229,7 @@ class Run:
             self._find_resume_point()
             self._store.set_initial_epoch(self._attempt_id, self.initial_epoch)
             if spooled:
-                self._store = spool.open_spooled(self._store, self._run, self._attempt_id, spool.FolderFiles(self.folder))
+                self._store = spool.open_spooled(self._store, self._run, self._attempt_id, spool.files_of(self.folder))
         except BaseException as e:
             self.finish(Status.FAILED, error=f"{type(e).__name__}: {e}")
             if self._new_folder or made_folder:

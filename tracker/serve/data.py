@@ -29,6 +29,7 @@ from tracker.query import attempt_status, effective_status
 from tracker.records import AttemptRow, RunRow
 from tracker.redact import redact
 from tracker.serve.downsample import reduce_points
+from tracker.spool.journal import behind as spool_behind
 from tracker.store import Store
 
 #: Keys of a curves answer that are not metric columns.
@@ -87,6 +88,8 @@ def run_summary(run: RunRow, newest: AttemptRow | None, trial: tuple[str, int] |
         "config": strict(run.config),
         "created_at": _iso(run.created_at),
         "updated_at": _iso(run.updated_at),
+        # Team mode: commits of the newest writer's spool not in this database yet; null for a run written directly.
+        "behind": None if newest is None or newest.spool is None else spool_behind(newest.spool, newest.process.host).waiting,
     }
 
 
@@ -135,7 +138,14 @@ def _attempt(a: AttemptRow) -> dict:
         "command": redact(shlex.join([p.executable, *p.argv])),
         "cwd": p.cwd,
         "error": None if a.error is None else redact(a.error),
+        "spool": None if a.spool is None else _spool(a),
     }
+
+
+def _spool(a: AttemptRow) -> dict:
+    assert a.spool is not None
+    late = spool_behind(a.spool, a.process.host)
+    return {"host": late.host, "waiting": late.waiting, "newest": late.newest, "as_of": _iso(late.as_of) if late.as_of else None}
 
 
 def run_curves(

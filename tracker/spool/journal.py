@@ -17,16 +17,19 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tracker import settings
 from tracker.durable import fsync_path
 from tracker.errors import StoreError
+from tracker.records import SpoolMark
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,9 +68,13 @@ class Journal:
         # One connection, used by the training thread and the replicator's: sqlite3 wants them to take turns.
         self._mutex = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()  # the lock is the caller's to release
+            raise
 
     @classmethod
     def create(cls, folder: Path, run_uid: str, attempt_id: int, **meta: str) -> Journal:
@@ -77,13 +84,21 @@ class Journal:
             StoreError: The spool folder cannot be written (or the disk is full): nothing was trained yet.
         """
         path = folder / f"{run_uid}.{attempt_id}.sqlite"
+        lock = -1
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            journal = cls(path, _lock(path, wait=False))
+            lock = _lock(path, wait=False)
+            journal = cls(path, lock)
+        except (OSError, sqlite3.Error) as e:
+            if lock >= 0:
+                os.close(lock)
+            raise StoreError(_unwritable(folder, e)) from e
+        try:
             with journal._transaction():
                 journal._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [("attempt_id", str(attempt_id)), *meta.items()])
             fsync_path(folder)
         except (OSError, sqlite3.Error) as e:
+            journal.discard()
             raise StoreError(_unwritable(folder, e)) from e
         return journal
 
@@ -94,7 +109,11 @@ class Journal:
             lock = _lock(path, wait=False)
         except BlockingIOError:
             return None
-        return cls(path, lock)
+        try:
+            return cls(path, lock)
+        except BaseException:
+            os.close(lock)
+            raise
 
     @property
     def attempt_id(self) -> int:
@@ -194,6 +213,30 @@ def waiting_in(path: Path) -> tuple[int, str | None]:
     except sqlite3.Error:
         return 0, None
     return count, newest[0] if newest else None
+
+
+@dataclass(frozen=True)
+class Behind:
+    """How far the database's copy of an attempt is behind the spool on its host."""
+
+    host: str
+    waiting: int
+    #: The newest point the waiting commits reach (``epoch 7``), if any.
+    newest: str | None
+    #: When the writer last said so; None when counted just now, in the spool file on this host.
+    as_of: datetime | None
+
+
+def behind(mark: SpoolMark, host: str) -> Behind:
+    """How far an attempt whose writer spooled (its ``mark``, on ``host``) is behind: counted in its spool file when
+    that is on this host, else as the writer last told the database."""
+    path = Path(mark.path)
+    if host == socket.gethostname() and path.is_file():
+        waiting, newest = waiting_in(path)
+        return Behind(host, waiting, newest, None)
+    if host == socket.gethostname():
+        return Behind(host, 0, None, None)  # sent and deleted since
+    return Behind(host, mark.pending, mark.newest, mark.at)
 
 
 def _lock(path: Path, *, wait: bool) -> int:

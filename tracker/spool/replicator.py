@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tracker.errors import CheckpointError, RunLockedError, StoreError
+from tracker.faults import label, pause_point
 from tracker.records import FileInfo, Replicated, Retention, RunRow, StepValues, heartbeat_interval
 from tracker.spool.journal import Entry, Journal
 from tracker.store import Store
@@ -46,9 +47,6 @@ class Files(Protocol):
     def publish(self, info: FileInfo) -> bool:
         """Make ``info`` readable where the server's rows point; False if its file was retired before it got there."""
 
-    def dropped(self, paths: list[str]) -> None:
-        """Note files that the writer deleted before their commits reached the server."""
-
     def delete(self, paths: list[str]) -> None:
         """Delete files that the server no longer points at."""
 
@@ -63,8 +61,11 @@ class Replicator:
         self.view = run
         self.attempt_id = attempt_id
         self._files = files
-        #: Checkpoint files the server's rows point at: the spool never deletes these before the server lets go of them.
+        #: Checkpoint files the server's rows point at, or are about to: the writer never deletes these before the
+        #: server lets go of them. With `dropped` (files the writer deleted before their commit reached the server),
+        #: guarded by `lock`, so that a file is either reserved for the server or dropped, never both.
         self.server_kept: set[str] = set()
+        self.dropped: set[str] = set()
         self.lock = threading.Lock()
         #: Set once the server refused a commit for good: the run was taken over, or a commit cannot be applied.
         self.failed: BaseException | None = None
@@ -72,6 +73,7 @@ class Replicator:
         self._stopped = threading.Event()
         self._idle = threading.Event()
         self._away_since: float | None = None
+        self._away = ""
         self._call_started: float | None = None
         self._next_beat = time.monotonic() + heartbeat_interval().total_seconds()
         self._beat = False
@@ -95,7 +97,7 @@ class Replicator:
         """Count a server call that has hung for `STALL_SECONDS` as an outage, and say so once."""
         started = self._call_started
         if started is not None and self._away_since is None and time.monotonic() - started > STALL_SECONDS:
-            self._went_away(f"no answer for {STALL_SECONDS:.0f} s")
+            self._went_away(f"Database {self.server.display}", f"no answer for {STALL_SECONDS:.0f} s")
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every spooled commit is on the server; return whether they are."""
@@ -132,8 +134,12 @@ class Replicator:
                 self._back()
                 self._idle.set()
                 wait = max(0.05, self._next_beat - time.monotonic())
-            except (StoreError, CheckpointError) as e:
-                self._went_away(str(e))
+            except StoreError as e:
+                self._went_away(f"Database {self.server.display}", str(e))
+                wait = _BACKOFF[min(tries, len(_BACKOFF) - 1)]
+                tries += 1
+            except CheckpointError as e:
+                self._went_away("Checkpoint storage", str(e))
                 wait = _BACKOFF[min(tries, len(_BACKOFF) - 1)]
                 tries += 1
             except BaseException as e:  # noqa: BLE001 - a commit that can never be applied ends replication, and training with it
@@ -152,6 +158,7 @@ class Replicator:
                 if self._stopped.is_set() and threading.current_thread() is self._thread:
                     return done
                 self._replay(entry)
+                pause_point("spool-after-replay", _label(entry))
                 self.journal.done(entry.seq)
                 done += 1
         return done
@@ -198,13 +205,19 @@ class Replicator:
             return None
         info = FileInfo(**recorded)
         # A checkpoint that retention retired before it reached the server is committed without it: its row
-        # must not point at a file that is not there.
-        return info if self._files.publish(info) else None
+        # must not point at a file that is not there. Reserved first, so the writer cannot delete it meanwhile.
+        with self.lock:
+            if info.path in self.dropped:
+                return None
+            self.server_kept.add(info.path)
+        if self._files.publish(info):
+            return info
+        with self.lock:
+            self.server_kept.discard(info.path)
+        return None
 
     def _kept_changed(self, info: FileInfo | None, doomed: list[str]) -> None:
         with self.lock:
-            if info is not None:
-                self.server_kept.add(info.path)
             self.server_kept.difference_update(doomed)
         if doomed:
             self._files.delete(doomed)
@@ -226,13 +239,14 @@ class Replicator:
 
     # -- saying so ------------------------------------------------------------
 
-    def _went_away(self, why: str) -> None:
+    def _went_away(self, what: str, why: str) -> None:
         if self._away_since is not None:
             return
         self._away_since = time.monotonic()
+        self._away = what
         waiting, _ = self.journal.waiting()
         warnings.warn(
-            f"Database {self.server.display} is unreachable ({why}); run {self.view.name!r} trains on. Its commits "
+            f"{what} is unreachable ({why}); run {self.view.name!r} trains on. Its commits "
             f"wait in the spool on this host ({self.journal.path}): {waiting} so far. They reach the server, in order, "
             "once it is back.",
             stacklevel=1,
@@ -244,10 +258,18 @@ class Replicator:
         away = time.monotonic() - self._away_since
         self._away_since = None
         warnings.warn(
-            f"Database {self.server.display} is reachable again after {away:.0f} s: run {self.view.name!r}'s spooled "
-            "commits are on the server.",
+            f"{self._away} is reachable again after {away:.0f} s: run {self.view.name!r}'s spooled commits are on the server.",
             stacklevel=1,
         )
+
+
+def _label(entry: Entry) -> str:
+    """The entry's point of training as `tracker.faults.label` names it (``3``, ``3.40``), or its kind."""
+    if entry.op == "epoch":
+        return label(entry.args["epoch"])
+    if entry.op == "step":
+        return label(entry.args["at"]["epoch"], entry.args["at"]["batch"])
+    return entry.op
 
 
 def _retention(recorded: dict[str, Any] | None) -> Retention | None:

@@ -50,7 +50,6 @@ class SpooledStore:
 
     def __init__(self, server: Store, journal: Journal, run: RunRow, attempt_id: int, files: Files) -> None:
         self._server = server
-        self._files = files
         self.journal = journal
         self._attempt_id = attempt_id
         self._replicator = Replicator(server, journal, run, attempt_id, files=files)
@@ -171,7 +170,7 @@ class SpooledStore:
         with self._replicator.lock:
             held = self._replicator.server_kept
             free = [k.checkpoint_path for k in (*doomed, *doomed_steps) if k.checkpoint_path not in held]
-        self._files.dropped(free)
+            self._replicator.dropped.update(free)
         return free
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 

@@ -258,7 +258,7 @@ async function listPage() {
       columns.map((c) => h("td", { class: typeof c.value(r) === "number" ? "num" : "", "data-col": c.key },
         c.key === "name" ? h("a", { href: `/run/${enc(r.name)}` }, r.name)
           : c.key === "sweep" && r.sweep ? h("a", { href: `/sweep/${enc(r.sweep)}` }, textOf(c, r))
-            : c.key === "status" ? statusBadge(r.status) : textOf(c, r)))));
+            : c.key === "status" ? [statusBadge(r.status), r.behind ? h("span", { class: "muted" }, ` ${r.behind} behind`) : ""] : textOf(c, r)))));
     const compare = h("button", { id: "compare", disabled: selected.size < 2, onclick: () => {
       location.href = `/compare?runs=${[...selected].map(enc).join(",")}`;
     } }, "Compare selected");
@@ -342,7 +342,7 @@ async function runPage(name) {
         h("thead", {}, h("tr", {}, ["#", "started", "status", "from epoch", "host", "pid", "command", "error"].map((t) => h("th", {}, t)))),
         h("tbody", {}, d.attempts.map((a, i) => h("tr", {},
           h("td", { class: "num" }, i + 1), h("td", {}, when(a.started_at)), h("td", {}, statusBadge(a.status)),
-          h("td", { class: "num" }, a.initial_epoch), h("td", {}, a.host), h("td", { class: "num" }, a.pid),
+          h("td", { class: "num" }, a.initial_epoch), h("td", {}, a.host, a.spool && a.spool.waiting ? h("span", { class: "muted" }, ` (spool: ${a.spool.waiting} commits not on the server yet${a.spool.newest ? `, newest ${a.spool.newest}` : ""})`) : ""), h("td", { class: "num" }, a.pid),
           h("td", { class: "cmd" }, a.command, h("br"), h("span", { class: "muted" }, `in ${a.cwd}`)),
           h("td", { class: "cmd" }, a.error || "")))))),
       h("h2", {}, "Kept checkpoints"),
