@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _env(db: str, ckpt: str, pause_at: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k == "TRACKER_SPOOL_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") or k in ("TRACKER_SPOOL_DIR", "TRACKER_SPOOL")}
     env.update(TRACKER_DB=db, TRACKER_CHECKPOINT_DIR=ckpt, PYTHONPATH=str(Path(__file__).parents[1]))
     if pause_at:
         env["TRACKER_TEST_PAUSE_AT"] = pause_at
@@ -59,10 +59,16 @@ KILLS = [("during-write", 1), ("before-rename", 2), ("before-commit", 3), ("duri
 
 
 @pytest.fixture(params=["sqlite-local", "postgresql-s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """Where a run goes: a SQLite file and a local folder, or the team setup of a PostgreSQL server and S3."""
+def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """Where a run goes: a SQLite file and a local folder, or the team setup of a PostgreSQL server and S3.
+
+    The team setup writes directly here (``TRACKER_SPOOL=off``): these are the boundaries of the server's own
+    transaction. Through the spool, a commit is durable before the server's transaction begins, so a kill inside
+    it loses nothing; the spool's own boundaries are killed in ``tests/test_spool.py``.
+    """
     if request.param == "sqlite-local":
         return str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    monkeypatch.setenv("TRACKER_SPOOL", "off")
     return request.getfixturevalue("postgres_db"), request.getfixturevalue("s3_prefix")
 
 

@@ -121,3 +121,53 @@ def test_a_trainer_killed_during_an_outage_resumes_on_its_host_with_nothing_lost
     store.close()
     assert [a.status for a in attempts] == ["crashed", "completed"] and attempts[1].initial_epoch in (4, 5)
     _assert_exact(pg, tmp_path, uninterrupted)
+
+
+def test_an_s3_server_stopped_for_30_s_mid_training_costs_nothing(postgres_db, tmp_path, uninterrupted, monkeypatch):
+    """Checkpoints go to S3 (moto's server, on a port of this test's own) through the staging folder; the server
+    is stopped for 30 s after epoch 2 and started again on the same port (moto keeps its objects in this process)."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.support import servers
+    from tests.support.pg_cluster import _free_port
+
+    servers.s3_endpoint()  # the session's server made the keys valid; this test's own is another door to the same store
+    port = _free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {**servers.S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    import fsspec
+
+    bucket = f"tracker-outage-{port}"
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
+    prefix = f"s3://{bucket}/ckpt"
+    env = {**_env(postgres_db, prefix), "TRACKER_SPOOL_DIR": str(tmp_path / "spool"), "TRACKER_SPOOL_WAIT": "120",
+           "CHILD_ANNOUNCE_EPOCHS": "1", "CHILD_EPOCH_SLEEP": "3"}
+    child = subprocess.Popen([sys.executable, str(CHILD), "r", str(EPOCHS)], env=env, cwd=tmp_path,
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen: list[str] = []
+    try:
+        _wait_for_epoch(child, 2, seen)
+        moto.stop()
+        time.sleep(OUTAGE_SECONDS)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        out = _finish(child, seen)
+        assert out.count("Checkpoint storage is unreachable") == 1 and out.count("reachable again") == 1, out
+
+        reference, state = uninterrupted("tensorflow", "adam")
+        curve = tracker.curves("r", db=postgres_db)
+        assert curve["epoch"] == list(range(EPOCHS)) and all(same_floats(curve[k], v) for k, v in reference.items())
+        store = tracker.store.open_store(postgres_db, create=False)
+        newest = store.checkpoints(store.get_run("r").id)[0]
+        store.close()
+        from tracker.checkpoint import load
+
+        arrays, _ = load(newest.checkpoint)
+        assert newest.epoch == EPOCHS - 1 and {k: v.tobytes() for k, v in arrays.items()} == state
+        assert not list((tmp_path / "spool").rglob("*.npz")), "every staged checkpoint was uploaded or retired"
+    finally:
+        child.kill()
+        moto.stop()

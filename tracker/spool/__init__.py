@@ -72,7 +72,7 @@ class FolderFiles:
         # After a crash, what a dead attempt's retention deleted is known only by the file's absence.
         return settings.is_url(info.path) or Path(self._folder.locate(info).path).is_file()
 
-    def delete(self, paths: list[str]) -> None:
+    def retire(self, paths: list[str]) -> None:
         self._folder.delete(paths)
 
 

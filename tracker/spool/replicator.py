@@ -47,8 +47,8 @@ class Files(Protocol):
     def publish(self, info: FileInfo) -> bool:
         """Make ``info`` readable where the server's rows point; False if its file was retired before it got there."""
 
-    def delete(self, paths: list[str]) -> None:
-        """Delete files that the server no longer points at."""
+    def retire(self, paths: list[str]) -> None:
+        """Delete files that the server's retention let go of, wherever they are."""
 
 
 class Replicator:
@@ -220,7 +220,7 @@ class Replicator:
         with self.lock:
             self.server_kept.difference_update(doomed)
         if doomed:
-            self._files.delete(doomed)
+            self._files.retire(doomed)
 
     def _heartbeat_if_due(self) -> None:
         if not self._beat and time.monotonic() < self._next_beat:

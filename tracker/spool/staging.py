@@ -59,8 +59,10 @@ class StagedFolder:
         return FileInfo(f"{self.location}/{_name(staged.path)}", staged.size, staged.sha256)
 
     def delete(self, paths: list[str]) -> None:
+        # What the writer deletes never left this host: the replicator reserves a file before it uploads it, and
+        # the writer deletes only files not reserved (`tracker.spool.writer.SpooledStore`). No call to the store,
+        # which may be the very thing that is down.
         self.staging.delete(paths)
-        self.remote.delete(paths)
 
     def sweep(self, referenced: set[str], *, dry_run: bool = False) -> list[str]:
         # Called at a start, once the leftovers of dead attempts were sent: a staged file no row names is an orphan.
@@ -77,3 +79,7 @@ class StagedFolder:
             return True
         # Uploaded before a crash cut the commit short, or retired before it ever left.
         return self.remote.exists(info)
+
+    def retire(self, paths: list[str]) -> None:
+        self.staging.delete(paths)
+        self.remote.delete(paths)
