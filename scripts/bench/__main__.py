@@ -24,6 +24,7 @@ from scripts.bench.serve import row_serve
 from scripts.bench.startup import row_open, row_plot
 from scripts.bench.steps import row_steps
 from scripts.bench.sweeps import row_sweeps
+from scripts.bench.team import row_team
 
 # Before any row imports TensorFlow: its C++ start-up chatter would bury the table.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,6 +38,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("7", "peak RSS tracked / plain", row_memory),
     ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
     ("11", "searches: tracker.sweep / its trials one by one; epochs retrained under SIGKILLs", row_sweeps),
+    ("12", "team mode: spooled commit / direct; epoch time with the server down / up", row_team),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),
@@ -45,7 +47,10 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
 ]
 
 #: Rows a plain ``--quick`` run leaves out, as too slow for a smoke test even at toy sizes; ``--quick --rows KEY`` runs them.
-NOT_IN_QUICK = {"11": "its 9 child processes (TensorFlow, torch, KerasTuner, Optuna) take 2-4 min on 2 cores"}
+NOT_IN_QUICK = {
+    "11": "its 9 child processes (TensorFlow, torch, KerasTuner, Optuna) take 2-4 min on 2 cores",
+    "12": "it starts a PostgreSQL server of its own and stops it mid-training (~75 s); tests/test_team_outage.py runs the outages",
+}
 
 
 
