@@ -36,7 +36,10 @@ from tracker.store.commits import AlreadyReplicated
 log = logging.getLogger(__name__)
 
 #: A server call that has not answered after this many seconds counts as an outage (a hung server).
-STALL_SECONDS = 5.0
+STALL_SECONDS = 3.0
+#: How long a commit waits for the server to hold it while the server is not known to be away: the moment
+#: that keeps a healthy server's copy as fresh as a direct write, for the team's views and the run's next reads.
+SYNC_SECONDS = 1.0
 _BACKOFF = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -74,6 +77,8 @@ class Replicator:
         self._idle = threading.Event()
         self._away_since: float | None = None
         self._away = ""
+        self._applied = 0
+        self._progress = threading.Condition()
         self._call_started: float | None = None
         self._next_beat = time.monotonic() + heartbeat_interval().total_seconds()
         self._beat = False
@@ -92,6 +97,17 @@ class Replicator:
         """Refresh the attempt's lease on the server at the next chance (from the run's heartbeat thread)."""
         self._beat = True
         self.wake()
+
+    def wait_for(self, seq: int) -> None:
+        """Wait up to `SYNC_SECONDS` until the server holds commit ``seq``; not at all while it is away."""
+        deadline = time.monotonic() + SYNC_SECONDS
+        with self._progress:
+            while self._applied < seq and self._away_since is None and self.failed is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._progress.wait(min(remaining, 0.1))
+                self.check_stalled()
 
     def check_stalled(self) -> None:
         """Count a server call that has hung for `STALL_SECONDS` as an outage, and say so once."""
@@ -146,6 +162,9 @@ class Replicator:
                 self.failed = e
                 log.error("Run %r: replicating the spool stopped: %s", self.view.name, e)
                 break
+            finally:
+                with self._progress:
+                    self._progress.notify_all()  # a waiting commit learns of an outage or a failure at once
             self._wake.wait(wait)
             self._wake.clear()
         self._idle.set()
@@ -160,6 +179,9 @@ class Replicator:
                 self._replay(entry)
                 pause_point("spool-after-replay", _label(entry))
                 self.journal.done(entry.seq)
+                with self._progress:
+                    self._applied = entry.seq
+                    self._progress.notify_all()
                 done += 1
         return done
 

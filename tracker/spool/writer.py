@@ -1,5 +1,7 @@
 """`SpooledStore`: what a run's writer sees of a database server in team mode. Its commits land in the local
-spool and return at once; the replicator brings them to the server behind training's back.
+spool, and the replicator brings them to the server on its own thread; a commit gives a healthy server a moment
+(`tracker.spool.replicator.SYNC_SECONDS`) to hold it, so the team's views are as fresh as with direct writes,
+and does not wait at all while the server is away.
 
 It stands in for the server's `tracker.store.Store` in `tracker.run.Run` once the run is started: the commits of
 training (epochs, steps, target, monitor, the attempt's end) are spooled, the heartbeat is the replicator's,
@@ -78,14 +80,14 @@ class SpooledStore:
         best_epoch, best_value = run.best_epoch, run.best_value
         if run.monitor in values and is_better(values[run.monitor], best_value, run.mode or "min"):
             best_epoch, best_value = epoch, values[run.monitor]
-        self.journal.append("epoch", {
+        seq = self.journal.append("epoch", {
             "epoch": epoch, "values": dict(values), "checkpoint": _info(checkpoint),
             "retention": _retention(retention), "step_rows": [dataclasses.asdict(r) for r in step_rows],
         }, newest=f"epoch {epoch}")
         if checkpoint is not None:
             self._kept = sorted([_Kept(next(self._ids), epoch, False, checkpoint.path), *self._kept], key=lambda k: (k.epoch, k.id), reverse=True)
         doomed = self._retire(retention, best_epoch)
-        self._replicator.wake()
+        self._sent(seq)
         return dataclasses.replace(run, last_epoch=epoch, best_epoch=best_epoch, best_value=best_value, updated_at=now()), doomed
 
     def commit_step(
@@ -94,7 +96,7 @@ class SpooledStore:
     ) -> tuple[RunRow, list[str]]:
         """Spool a point inside an epoch (see `tracker.store.Store.commit_step`); return as `commit_epoch` does."""
         self._check()
-        self.journal.append("step", {
+        seq = self.journal.append("step", {
             "at": dataclasses.asdict(at), "checkpoint": _info(checkpoint), "retention": _retention(retention),
             "step_rows": [dataclasses.asdict(r) for r in step_rows],
         }, newest=f"epoch {at.epoch}, batch {at.batch}" if checkpoint is not None else None)
@@ -104,18 +106,16 @@ class SpooledStore:
                 [_Kept(next(self._ids), at.epoch, False, checkpoint.path, at.step), *self._kept_steps], key=lambda k: (k.step, k.id), reverse=True
             )
             doomed = self._retire(retention, run.best_epoch)
-        self._replicator.wake()
+        self._sent(seq)
         return dataclasses.replace(run, updated_at=now()), doomed
 
     def set_target_epochs(self, run_id: int, epochs: int) -> None:
         self._check()
-        self.journal.append("target", {"epochs": epochs})
-        self._replicator.wake()
+        self._sent(self.journal.append("target", {"epochs": epochs}))
 
     def set_monitor(self, run: RunRow, monitor: str, mode: str) -> RunRow:
         self._check()
-        self.journal.append("monitor", {"monitor": monitor, "mode": mode})
-        self._replicator.wake()
+        self._sent(self.journal.append("monitor", {"monitor": monitor, "mode": mode}))
         # The server recomputes the best over earlier epochs when this replays; a new monitor has none here yet.
         same = (run.monitor, run.mode) == (monitor, mode)
         return dataclasses.replace(
@@ -152,6 +152,13 @@ class SpooledStore:
                     "They are sent by the next start of this run here, or now with: tracker spool push"
                 )
         self._server.close()
+
+    def _sent(self, seq: int) -> None:
+        """Wake the replicator for commit ``seq`` and give a healthy server a moment to hold it (never during an
+        outage); then raise if the server refused it (the run was taken over)."""
+        self._replicator.wake()
+        self._replicator.wait_for(seq)
+        self._check()
 
     def _check(self) -> None:
         failed = self._replicator.failed
