@@ -99,7 +99,7 @@ def test_missing_database_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "nope.db").exists()
 
 
-def test_busy_port_is_a_one_line_error_and_another_host_warns(record, db, tmp_path):
+def test_busy_port_is_a_one_line_error_and_another_host_needs_the_team_view(record, db, tmp_path):
     record("r", 1)
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
@@ -110,7 +110,7 @@ def test_busy_port_is_a_one_line_error_and_another_host_warns(record, db, tmp_pa
     assert loopback.returncode == 1 and loopback.stderr.startswith(f"error: Cannot listen on 127.0.0.1 port {port}")
     assert "warning" not in loopback.stderr
     assert everywhere.returncode == 1
-    assert everywhere.stderr.startswith("warning: listening on 0.0.0.0: anyone who can reach this machine")
+    assert everywhere.stderr.startswith("error: Refusing to listen on 0.0.0.0 without --team") and "tracker token create" in everywhere.stderr
 
 
 def test_database_url_password_is_masked_in_what_it_prints(postgres_db, tmp_path):

@@ -66,7 +66,7 @@ def start(db: str, *args: str, python_flags: tuple[str, ...] = ()) -> Server:
         env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     line = proc.stdout.readline()
-    found = re.search(r"on (http://\S+?)/? ", line)
+    found = re.search(r"on (https?://\S+?)/? ", line)
     if not found:
         proc.kill()
         raise RuntimeError(f"python -m tracker.serve printed no URL: {line!r}\n{proc.communicate()[1][-3000:]}")

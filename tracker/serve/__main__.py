@@ -4,6 +4,7 @@ Examples:
     python -m tracker.serve                          # ./tracker.db (or $TRACKER_DB) on http://127.0.0.1:6007/
     python -m tracker.serve --db runs/tracker.db --port 8080
     python -m tracker.serve --db postgresql+psycopg://me@db-host/runs
+    python -m tracker.serve --team --host 0.0.0.0 --allow-host tracker.lan     # for a team: tokens, share links
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="also accept requests addressed to NAME (the Host header), e.g. the machine's name "
                         "when listening on another address; may be repeated")
+    parser.add_argument("--team", action="store_true",
+                        help="the team view: every page and API route needs a token (tracker token create NAME) or a "
+                        "share link (tracker share RUN); needed to listen beyond this machine")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM); with --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     return parser
 
 
@@ -57,17 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"argument --port: invalid port {args.port}; expected 0 to 65535 (0 picks a free one)")
-    if args.host not in _LOOPBACK:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together: pass both, or neither (and put a TLS proxy in front)")
+    if args.host not in _LOOPBACK and not args.team:
         print(
-            f"warning: listening on {args.host}: anyone who can reach this machine on port {args.port} can read "
-            "every run (configs, metrics, commands, host names), with no login. Unless this network is trusted, "
-            "use the default --host 127.0.0.1 and an SSH tunnel.",
+            f"error: Refusing to listen on {args.host} without --team: anyone who could reach this machine on port "
+            f"{args.port} would read every run (configs, metrics, commands, host names) with no login. Make a token "
+            "(tracker token create NAME --role admin) and start with --team, or keep the default --host 127.0.0.1 "
+            "and use an SSH tunnel.",
             file=sys.stderr,
         )
+        return 1
     try:
         store = open_store(args.db, create=False)
     except (TrackerError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
+        no_token = args.team and not store.has_valid_token()
+    except TrackerError as e:
+        store.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if no_token:
+        store.close()
+        print(
+            f"error: --team needs a token, and {store.display} has none that is valid: there are no default "
+            "credentials. Make one with: tracker token create NAME --role admin (add --db as here).",
+            file=sys.stderr,
+        )
         return 1
     try:
         sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
@@ -81,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"Serving {store.display} on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
-        _serve(store, sock, allowed_hosts(args.host, args.allow_host))
+        scheme = "https" if args.tls_cert else "http"
+        view = "the team view: a token or a share link opens it; " if args.team else ""
+        print(f"Serving {store.display} on {scheme}://{shown}:{port}/  ({view}Ctrl-C to stop)", flush=True)
+        _serve(store, sock, allowed_hosts(args.host, args.allow_host), team=args.team, tls=(args.tls_cert, args.tls_key))
     except KeyboardInterrupt:
         # Ctrl-C is the way to stop: uvicorn re-raises the one it handled once it has shut down cleanly,
         # and one that comes while it starts is no error either.
@@ -93,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _serve(store: Store, sock: socket.socket, hosts: frozenset[str]) -> None:
+def _serve(store: Store, sock: socket.socket, hosts: frozenset[str], *, team: bool, tls: tuple[str | None, str | None]) -> None:
     """Run uvicorn on the listening ``sock`` until Ctrl-C (or SIGTERM); open event streams end at once."""
-    app = create_app(store, hosts=hosts)
+    app = create_app(store, hosts=hosts, team=team)
     feed = app.state.feed
     loop: list[asyncio.AbstractEventLoop] = []
 
@@ -111,7 +137,9 @@ def _serve(store: Store, sock: socket.socket, hosts: frozenset[str]) -> None:
             super().handle_exit(sig, frame)
 
     # The grace period only matters if a response hangs; event streams end at once through feed.close.
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
+    # No access log: a URL may carry a share link, and nothing a visitor sends is worth keeping.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="on",
+                            ssl_certfile=tls[0], ssl_keyfile=tls[1])
     Server(config).run(sockets=[sock])
 
 

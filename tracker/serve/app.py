@@ -1,6 +1,6 @@
 """The read-only web app: four pages, a JSON API and a server-sent event stream, on Starlette.
 
-Routes (all GET; any other method gets 405):
+Routes (all GET but the team view's ``/login`` form and ``POST /api/share``; any other method gets 405):
 
 - ``/``, ``/run/{name}``, ``/compare``, ``/sweep/{name}``: the pages (one HTML shell; ``static/app.js``
   and ``static/sweep.js`` draw them).
@@ -8,6 +8,8 @@ Routes (all GET; any other method gets 405):
 - ``/api/sweeps``, ``/api/sweeps/{name}``: JSON, see `tracker.serve.sweeps`.
 - ``/api/events``: server-sent events from the `ChangeFeed`.
 - ``/static/...``: the page's own files and the vendored chart library; nothing is fetched elsewhere.
+- With ``team=True`` (``--team``): ``/login`` and ``/share/{link}``, ``POST /api/share`` for admins, and every
+  route behind `tracker.serve.auth.TeamGuard`.
 
 A request whose ``Host`` header names neither the bound address nor ``localhost`` gets 403,
 so that a web page on another site cannot reach the server by DNS rebinding.
@@ -23,6 +25,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,14 +36,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker.errors import RunNotFoundError, StoreError
 from tracker.search.report import SweepNotFoundError
-from tracker.serve import data, sweeps
+from tracker.serve import auth, data, sweeps
 from tracker.serve.feed import ChangeFeed
 from tracker.store import Store
 
@@ -96,19 +100,23 @@ class HostGuard:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_HEADERS]
+                headers = list(message.get("headers", []))
+                own_policy = any(k.lower() == b"content-security-policy" for k, _ in headers)  # the login form's
+                message["headers"] = [*headers, *(h for h in _HEADERS if not (own_policy and h[0] == b"content-security-policy"))]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_interval: float = 0.5) -> Starlette:
+def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_interval: float = 0.5, team: bool = False) -> Starlette:
     """The web app over an open ``store``; the caller closes the store after the server stops.
 
     Args:
         store: The database, opened with ``open_store(db, create=False)``.
         hosts: ``Host`` header names to accept (see `allowed_hosts`).
         poll_interval: Seconds between the live poller's reads. Defaults to 0.5.
+        team: Serve the team view: every route needs a token or a share link (`tracker.serve.auth`), and the
+            login form and share links are served. Defaults to False (this machine only, no login).
 
     The app's ``state.feed`` is its `ChangeFeed`; ``feed.close()`` ends the open event streams.
     """
@@ -154,8 +162,9 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
         return await read(sweeps.sweep_detail, request.path_params["name"])
 
     async def events(request: Request) -> Response:
+        share = request.scope.get("state", {}).get("share")
         return StreamingResponse(
-            feed.stream(), media_type="text/event-stream",
+            feed.stream(only=None if share is None else set(share.runs)), media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
@@ -171,8 +180,47 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
             feed.close()
             tasks.cancel_scope.cancel()
 
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return auth.login_page(request.query_params.get("next", "/"))
+        form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
+        token, next_path = form.get("token", [""])[0].strip(), form.get("next", ["/"])[0]
+        if not token or await anyio.to_thread.run_sync(store.check_token, token) is None:
+            return auth.login_page(next_path, "That token is not valid: unknown, revoked or expired.")
+        target = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(auth.TOKEN_COOKIE, token, httponly=True, samesite="strict", secure=auth.secure(request))
+        return response
+
+    async def shared(request: Request) -> Response:
+        key = await anyio.to_thread.run_sync(store.signing_key)
+        found = auth.verify(key, request.path_params["link"])
+        if isinstance(found, str):
+            return JSONResponse({"error": found}, status_code=403)
+        response = RedirectResponse(auth.landing(found), status_code=303)
+        response.set_cookie(auth.SHARE_COOKIE, request.path_params["link"], httponly=True, samesite="lax",
+                            secure=auth.secure(request), expires=int(found.expires - time.time()))
+        return response
+
+    async def make_share(request: Request) -> Response:
+        try:
+            body = await request.json()
+            names, hours = list(body["runs"]), float(body.get("hours", 72))
+            if not names or not hours > 0:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return _bad('POST /api/share takes JSON {"runs": ["NAME", ...], "hours": 72} (hours > 0, runs not empty).')
+        base = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        return await read(lambda s: {"link": auth.share_link(s, names, hours=hours, base=base)})
+
+    team_routes = [
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/share/{link}", shared),
+        Route("/api/share", make_share, methods=["POST"]),
+    ] if team else []
     app = Starlette(
         routes=[
+            *team_routes,
             Route("/", page),
             Route("/run/{name}", page),
             Route("/compare", page),
@@ -185,7 +233,10 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
             Route("/api/events", events),
             Mount("/static", StaticFiles(directory=STATIC)),
         ],
-        middleware=[Middleware(HostGuard, hosts=frozenset(hosts))],
+        middleware=[
+            Middleware(HostGuard, hosts=frozenset(hosts)),
+            *([Middleware(auth.TeamGuard, store=store, routes=lambda: app.routes)] if team else []),
+        ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

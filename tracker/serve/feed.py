@@ -111,8 +111,9 @@ class ChangeFeed:
             return []
         return [summary for summary in data.list_runs(self._store) if summary["name"] in changed]
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries."""
+    async def stream(self, only: set[str] | None = None) -> AsyncIterator[bytes]:
+        """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries (of the runs
+        in ``only``, if given: a share link's page hears of nothing else)."""
         queue: asyncio.Queue = asyncio.Queue(MAX_PENDING + 1)  # room for the end-of-stream mark
         self._pages[queue] = False
         self._wake.set()
@@ -126,6 +127,10 @@ class ChangeFeed:
                 if item is None:
                     return
                 event, payload = item
+                if only is not None and event == "runs":
+                    payload = {**payload, "runs": [r for r in payload["runs"] if r.get("name") in only]}
+                    if not payload["runs"]:
+                        continue
                 yield f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
         finally:
             del self._pages[queue]

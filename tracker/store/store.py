@@ -3,7 +3,8 @@
 Each part has one reason to change: `tracker.store.session` (the engine and its transactions),
 `tracker.store.reads` (runs, checkpoints, curves), `tracker.store.writers` (attempts and the writer's
 lease), `tracker.store.commits` (the fenced commits, superseding, retention) and
-`tracker.store.catalogue` (tags, notes, rename, delete, import) and `tracker.store.sweeps` (sweeps and their trials). Every method is one transaction.
+`tracker.store.catalogue` (tags, notes, rename, delete, import), `tracker.store.sweeps` (sweeps and their trials)
+and `tracker.store.access` (the team view's tokens). Every method is one transaction.
 
 Example:
     >>> store = open_store("tracker.db")                           # doctest: +SKIP
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from tracker.store.access import Access
 from tracker.store.catalogue import Catalogue
 from tracker.store.commits import Commits
 from tracker.store.reads import Reads
@@ -21,7 +23,7 @@ from tracker.store.session import open_engine
 from tracker.store.sweeps import Sweeps
 
 
-class Store(Reads, Commits, Catalogue, Sweeps):
+class Store(Reads, Commits, Catalogue, Sweeps, Access):
     """tracker's database. Create with `open_store`."""
 
 
