@@ -160,8 +160,7 @@ def test_tokens_are_in_no_table_and_no_output_of_the_server(sqlite_db, ckpt, cap
         assert httpx.get(f"{server.url}/?token={token}", follow_redirects=False).status_code in (303, 401)
     finally:
         code, err = server.stop()
-    out = server.proc.stdout.read() if server.proc.stdout else ""
-    assert token not in err and token not in out
+    assert token not in err and token not in server.out
     engine = sa.create_engine(f"sqlite:///{sqlite_db}")
     with engine.connect() as conn:
         for table in sa.inspect(conn).get_table_names():

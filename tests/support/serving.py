@@ -45,13 +45,15 @@ def env(**extra: str) -> dict[str, str]:
 class Server:
     proc: subprocess.Popen
     url: str
+    #: What it printed on stdout after its first line, once stopped.
+    out: str = ""
 
     def stop(self, timeout: float = 30) -> tuple[int, str]:
         """Ctrl-C the server; its exit status and stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
