@@ -262,7 +262,8 @@ def test_usage_errors_exit_2(db, argv):
     assert exc.value.code == 2
 
 
-SUBCOMMANDS = ["list", "show", "export", "plot", "sweep", "resume", "rm", "rename", "tag", "note", "verify", "gc", "import", "spool", "token", "share"]
+SUBCOMMANDS = ["list", "show", "export", "plot", "sweep", "resume", "rm", "rename", "tag", "note", "verify", "gc", "import",
+               "spool", "token", "share", "publish"]
 
 
 def test_the_subcommands_are_the_contract():

@@ -30,9 +30,10 @@ from tracker.errors import TrackerError
 
 def commands() -> list[Command]:
     """Every subcommand, in the order ``tracker --help`` lists them."""
-    from tracker.cli import maintain, manage, read, spool, sweeps, team
+    from tracker.cli import maintain, manage, publish, read, spool, sweeps, team
 
-    return [*read.COMMANDS, *sweeps.COMMANDS, *manage.COMMANDS, *maintain.COMMANDS, *spool.COMMANDS, *team.COMMANDS]
+    return [*read.COMMANDS, *sweeps.COMMANDS, *manage.COMMANDS, *maintain.COMMANDS, *spool.COMMANDS, *team.COMMANDS,
+            *publish.COMMANDS]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

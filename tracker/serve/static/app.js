@@ -26,7 +26,37 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A page written by `tracker publish` carries its data (data.js) and routes by the URL's hash: it never fetches.
+const PUBLISHED = window.TRACKER_DATA || null;
+const link = (path) => (PUBLISHED ? "#" + path : path);
+const route = () => (PUBLISHED ? new URL(location.hash.slice(1) || "/", "file:///") : location);
+
+function publishedAnswer(path) {
+  const url = new URL(path, "file:///");
+  const q = url.searchParams;
+  const parts = url.pathname.split("/").map(decodeURIComponent);  // "", "api", "runs", NAME, "curves"
+  if (url.pathname === "/api/runs") return PUBLISHED.runs;
+  if (url.pathname === "/api/sweeps") return [];
+  const name = parts[3];
+  if (parts.length === 4 && name in PUBLISHED.details) return PUBLISHED.details[name];
+  if (parts[4] === "curves" && name in PUBLISHED.curves) {
+    const full = PUBLISHED.curves[name];
+    const metrics = q.has("metrics") ? q.get("metrics").split(",") : Object.keys(full).filter((k) => !["epoch", "resumed_at", "points", "superseded"].includes(k));
+    const after = q.has("after") ? Number(q.get("after")) : -Infinity;
+    const keep = full.epoch.map((e, i) => (e > after ? i : -1)).filter((i) => i >= 0);
+    const answer = { epoch: keep.map((i) => full.epoch[i]), resumed_at: full.resumed_at, points: full.points, superseded: null };
+    for (const m of metrics) answer[m] = keep.map((i) => full[m][i]);
+    if (q.get("superseded") === "1" && full.superseded) {
+      answer.superseded = { epoch: full.superseded.epoch };
+      for (const m of metrics) answer.superseded[m] = full.superseded[m];
+    }
+    return answer;
+  }
+  throw new Error(`${path} is not in this published page: publish the run with tracker publish to see it.`);
+}
+
 async function api(path) {
+  if (PUBLISHED) return publishedAnswer(path);
   const response = await fetch(path, { headers: { accept: "application/json" } });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
@@ -40,13 +70,14 @@ const plottable = (v) => (typeof v === "number" ? v : null);
 const fmt = (v) => (v === null || v === undefined ? "–" : typeof v === "number" ? Number(v.toPrecision(4)).toString() : String(v));
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 const statusBadge = (s) => h("span", { class: `status ${s}`, "data-status": s }, s);
-const params = () => new URLSearchParams(location.search);
+const params = () => new URLSearchParams(route().search);
 
 function setParams(values) {
   const p = params();
   for (const [k, v] of Object.entries(values)) (v === null || v === "" ? p.delete(k) : p.set(k, v));
   const q = p.toString().replace(/%2C/g, ",");
-  history.replaceState(null, "", location.pathname + (q ? "?" + q : ""));
+  const path = route().pathname + (q ? "?" + q : "");
+  history.replaceState(null, "", PUBLISHED ? "#" + path : path);
 }
 
 // Metric families in the plot's order: loss first, then by name; val_ after its family's training metric.
@@ -77,6 +108,10 @@ function showError(e) {
 // change is missed. Calls onRuns with the summaries of the runs that changed.
 function listen(onHello, onRuns) {
   const badge = document.getElementById("live");
+  if (PUBLISHED) {  // a published page: what it shows is what was published
+    badge.textContent = "published";
+    return;
+  }
   const source = new EventSource("/api/events");
   source.addEventListener("hello", () => {
     badge.textContent = "live";
@@ -256,11 +291,11 @@ async function listPage() {
         compare.disabled = selected.size < 2;
       } })),
       columns.map((c) => h("td", { class: typeof c.value(r) === "number" ? "num" : "", "data-col": c.key },
-        c.key === "name" ? h("a", { href: `/run/${enc(r.name)}` }, r.name)
-          : c.key === "sweep" && r.sweep ? h("a", { href: `/sweep/${enc(r.sweep)}` }, textOf(c, r))
+        c.key === "name" ? h("a", { href: link(`/run/${enc(r.name)}`) }, r.name)
+          : c.key === "sweep" && r.sweep ? h("a", { href: link(`/sweep/${enc(r.sweep)}`) }, textOf(c, r))
             : c.key === "status" ? [statusBadge(r.status), r.behind ? h("span", { class: "muted" }, ` ${r.behind} behind`) : ""] : textOf(c, r)))));
     const compare = h("button", { id: "compare", disabled: selected.size < 2, onclick: () => {
-      location.href = `/compare?runs=${[...selected].map(enc).join(",")}`;
+      location.href = link(`/compare?runs=${[...selected].map(enc).join(",")}`);
     } }, "Compare selected");
     main.replaceChildren(
       ...(sweeps.length ? [h("h2", {}, "Sweeps"), sweepsTable(sweeps), h("h2", {}, "Runs")] : []),
@@ -286,7 +321,7 @@ async function listPage() {
 // -- one run -----------------------------------------------------------------------------------
 
 async function runPage(name) {
-  crumbs(h("a", { href: "/" }, "runs"), name);
+  crumbs(h("a", { href: link("/") }, "runs"), name);
   document.title = `${name} · tracker`;
   const main = document.getElementById("main");
   let detail = await api(`/api/runs/${enc(name)}`);
@@ -313,7 +348,7 @@ async function runPage(name) {
         h("span", {}, "best ", h("b", { id: "best" }, d.monitor && d.best_epoch !== null ? `${d.monitor} ${fmt(d.best_value)} at epoch ${d.best_epoch} ★` : "–")),
         h("span", {}, "resumed at ", h("b", { id: "resumes", "data-epochs": d.resumed_at.join(",") }, d.resumed_at.length ? d.resumed_at.map((e) => `epoch ${e}`).join(", ") : "never")),
         h("span", {}, "updated ", h("b", {}, when(d.updated_at))),
-        d.sweep ? h("span", {}, "trial ", h("b", { id: "trial" }, `#${d.trial} of `, h("a", { href: `/sweep/${enc(d.sweep)}` }, d.sweep))) : null,
+        d.sweep ? h("span", {}, "trial ", h("b", { id: "trial" }, `#${d.trial} of `, h("a", { href: link(`/sweep/${enc(d.sweep)}`) }, d.sweep))) : null,
         h("span", {}, "config ", h("code", { id: "config" }, JSON.stringify(d.config)))),
     );
   };
@@ -429,7 +464,7 @@ async function runPage(name) {
 
 async function comparePage() {
   const names = (params().get("runs") || "").split(",").filter(Boolean);
-  crumbs(h("a", { href: "/" }, "runs"), "compare");
+  crumbs(h("a", { href: link("/") }, "runs"), "compare");
   document.title = `compare ${names.join(", ")} · tracker`;
   if (!names.length) throw new Error("No runs to compare: add ?runs=a,b to the address, or pick runs on the run list.");
   const main = document.getElementById("main");
@@ -463,7 +498,7 @@ async function comparePage() {
     const cell = (n, k) => (k in details[n].config ? configText(details[n].config[k]) : "(unset)");
     summary.replaceChildren(
       h("table", { id: "compare-runs" },
-        h("thead", {}, h("tr", {}, h("th", {}, ""), names.map((n) => h("th", {}, h("span", { style: `color:${color(n)}` }, "━ "), h("a", { href: `/run/${enc(n)}` }, n))))),
+        h("thead", {}, h("tr", {}, h("th", {}, ""), names.map((n) => h("th", {}, h("span", { style: `color:${color(n)}` }, "━ "), h("a", { href: link(`/run/${enc(n)}`) }, n))))),
         h("tbody", {},
           h("tr", {}, h("td", {}, "status"), names.map((n) => h("td", {}, statusBadge(details[n].status)))),
           h("tr", {}, h("td", {}, "epochs"), names.map((n) => h("td", { class: "num", "data-epochs-of": n }, `${details[n].epochs_done} / ${details[n].target_epochs ?? "?"}`))),
@@ -549,7 +584,8 @@ async function comparePage() {
 
 (async () => {
   try {
-    const path = location.pathname;
+    const path = route().pathname;
+    if (PUBLISHED) window.addEventListener("hashchange", () => location.reload());
     if (path.startsWith("/run/")) await runPage(decodeURIComponent(path.slice("/run/".length)));
     else if (path.startsWith("/sweep/")) await sweepPage(decodeURIComponent(path.slice("/sweep/".length)));
     else if (path === "/compare") await comparePage();
