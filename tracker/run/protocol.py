@@ -207,7 +207,7 @@ class Run:
                 spool.send_leftovers(self._store, self.name, spool.files_of(self.folder))
                 self._before = self._store.find_run(self.name)
                 if self._before is not None:
-                    spool.warn_other_host(self._store, self._before)
+                    spool.warn_other_host(self._store, self._before, force=self._force)
             self._run, self._attempt_id = self._store.start_attempt(
                 self.name, config=self.options.config, checkpoint_dir=self.folder.location, force=self._force,
                 process=this_process(self._integration.versions, self._integration.environment()) if self._integration else this_process(),

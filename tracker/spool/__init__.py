@@ -181,11 +181,14 @@ def _send(server: Store, path: Path, run: RunRow, files: Files) -> bool:
     return True
 
 
-def warn_other_host(server: Store, run: RunRow) -> None:
+def warn_other_host(server: Store, run: RunRow, *, force: bool) -> None:
     """Warn when the run's current writer spooled on another host and never finished: that host may hold newer
-    commits than the server. Call before taking the run over."""
+    commits than the server. Call before taking the run over; a writer that still holds its lease is refused
+    by the takeover itself, unless ``force``."""
     writer = server.writer_of(run)
     if writer is None or writer.spool is None or writer.status != Status.RUNNING or writer.process.host == socket.gethostname():
+        return
+    if writer.alive() and not force:
         return
     mark = writer.spool
     behind = f"{mark.pending} commits waited there (newest: {mark.newest})" if mark.pending else "none waited there"
