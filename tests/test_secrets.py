@@ -165,3 +165,29 @@ def test_messages_and_stored_texts_share_one_masking_function():
 
     url = "postgresql+psycopg://u:pa ss@h/db?sslpassword=k y"
     assert db.locate(url).display == redact(url) == "postgresql+psycopg://u:***@h/db?sslpassword=***"
+
+
+AT_IN_PASSWORD = ["postgresql+psycopg://u3:pa ss@s3cr3t@127.0.0.1/db", "postgresql+psycopg://u3:pass@s3cr3t@127.0.0.1:5432/db"]
+
+
+@pytest.mark.parametrize("url", AT_IN_PASSWORD, ids=["spaced", "plain"])
+def test_a_password_with_an_unescaped_at_is_masked_whole(url):
+    assert "s3cr3t" not in redact(url)
+    assert redact(url).startswith("postgresql+psycopg://u3:***@127.0.0.1")
+    assert unredact(redact(url), [url]) == url
+
+
+@pytest.mark.parametrize("url", AT_IN_PASSWORD, ids=["spaced", "plain"])
+def test_a_password_with_an_unescaped_at_is_refused_naming_the_encoding_and_no_fragment(url, capsys, tmp_path):
+    from tracker.cli import main as cli
+    from tracker.serve.__main__ import main as serve
+    from tracker.store import db
+
+    with pytest.raises(ValueError, match="%40") as caught:
+        db.locate(url)
+    assert "s3cr3t" not in str(caught.value)
+    for command in (lambda: cli(["list", "--db", url]), lambda: serve(["--db", url])):
+        assert command() == 1
+        err = capsys.readouterr().err
+        assert "%40" in err and "percent-encode" in err
+        assert "s3cr3t" not in err and "pa ss" not in err and "pass@" not in err

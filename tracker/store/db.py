@@ -64,6 +64,14 @@ def locate(db: str) -> Database:
             url = sa.make_url(db)
         except (sa.exc.ArgumentError, ValueError) as e:
             raise ValueError(f"Invalid database URL {redact(db)!r}: {e}") from e
+        if "@" in (url.host or ""):
+            # SQLAlchemy ended the password at its first '@' and took the rest for the host: connecting
+            # would fail, and the host it names would show the tail of the password.
+            raise ValueError(
+                f"Invalid database URL {redact(db)!r}: its user name or password holds an '@', which must be "
+                "percent-encoded as %40 (other reserved characters too: ':' as %3A, '/' as %2F; "
+                "urllib.parse.quote(password, safe='') gives the whole encoding)."
+            )
         if url.get_backend_name() != "sqlite":
             return Database(url, redact(url.render_as_string(hide_password=False)), None)
         if _in_memory(url):
