@@ -46,10 +46,14 @@ def test_track_run_and_the_options_take_the_same_arguments_with_the_same_default
         ({"save_on_signal": signal.SIGKILL}, ValueError,
          "Invalid value for argument `save_on_signal`. Received: save_on_signal=<Signals.SIGKILL: 9>. "
          "Expected a signal such as signal.SIGTERM, a list of them, or None to not handle any."),
+        ({"save_on_signal": [signal.SIGTERM, signal.SIGTERM]}, ValueError,
+         "Invalid value for argument `save_on_signal`. Received: save_on_signal=[<Signals.SIGTERM: 15>, <Signals.SIGTERM: 15>]. "
+         "SIGTERM is named twice: name each signal once."),
         ({"config": ["lr"]}, TypeError, "Invalid value for argument `config`. Received: list. Expected a dict of JSON-able hyperparameters."),
         ({"mode": "lowest", "keep_last": 0}, ValueError, "Received: mode='lowest'"),  # the first wrong argument is the one reported
     ],
-    ids=["mode", "keep_last", "keep_last_steps-bool", "every_steps-float", "log_every_steps", "every_seconds", "sigkill", "config", "order"],
+    ids=["mode", "keep_last", "keep_last_steps-bool", "every_steps-float", "log_every_steps", "every_seconds", "sigkill",
+         "signal-twice", "config", "order"],
 )
 def test_track_and_run_refuse_a_bad_option_with_the_same_error_before_touching_anything(tmp_path, arguments, error, message):
     for make in (tracker.track, tracker.Run):
@@ -84,3 +88,21 @@ def test_a_non_chief_worker_gets_the_read_only_variant(monkeypatch, db, ckpt):
         assert isinstance(run, Reader) and isinstance(run, TrainingRun) and not run.is_writer
     monkeypatch.delenv("TF_CONFIG")
     assert tracker.track("r", db=db, checkpoint_dir=ckpt).is_writer
+
+
+def test_stop_signals_put_back_exactly_the_handlers_that_were_there_even_when_caught_twice():
+    from tracker.run.signals import StopSignals
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGUSR2, mine)
+    try:
+        stops = StopSignals("r", (signal.SIGUSR2,))
+        stops.catch()
+        stops.catch()
+        assert signal.getsignal(signal.SIGUSR2) == stops.received
+        stops.release()
+        assert signal.getsignal(signal.SIGUSR2) is mine
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

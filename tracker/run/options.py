@@ -114,7 +114,14 @@ def _signals(save_on_signal: int | Sequence[int] | None) -> tuple[int, ...]:
                 f"Invalid value for argument `save_on_signal`. Received: save_on_signal={save_on_signal!r}. "
                 "Expected a signal such as signal.SIGTERM, a list of them, or None to not handle any."
             )
-    return tuple(signal.Signals(s) for s in wanted)
+    named = [signal.Signals(s) for s in wanted]
+    twice = next((s for i, s in enumerate(named) if s in named[:i]), None)
+    if twice is not None:
+        raise ValueError(
+            f"Invalid value for argument `save_on_signal`. Received: save_on_signal={save_on_signal!r}. "
+            f"{twice.name} is named twice: name each signal once."
+        )
+    return tuple(named)
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:

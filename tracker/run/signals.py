@@ -46,7 +46,9 @@ class StopSignals:
         if not self._signals or threading.current_thread() is not threading.main_thread():
             return
         for signum in self._signals:
-            self._previous[signum] = signal.signal(signum, self.received)
+            previous = signal.signal(signum, self.received)
+            # Caught already: what was there before the first catch is what `release` must put back.
+            self._previous.setdefault(signum, previous)
 
     def release(self) -> None:
         """Put back the handlers that `catch` replaced. Safe to call when nothing was caught."""
