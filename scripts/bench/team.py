@@ -7,7 +7,7 @@
   the server is stopped (``pg_ctl stop -m immediate``, 30 s; 6 s with --quick), against the epochs of the same
   process with the server up, before the outage. Run in a child process, which prints each epoch's duration.
 
-Run as ``python -m scripts.bench.team child DB CKPT SECONDS``, this module is 12b's child.
+Run as ``python -m scripts.bench.team child DB CKPT STOP_FILE``, this module is 12b's child: it trains until STOP_FILE exists.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from scripts.bench.harness import Plan, Table, add_ratio, folder, interleaved, m
 
 #: 12b's outage, as the issue measured it.
 OUTAGE_SECONDS = 30.0
-#: 12b: the numpy work of one epoch, ~0.3 s on one core.
+#: 12b: the numpy work of one epoch, 0.05-0.3 s here depending on the load.
 WORK = 140
+#: 12b: epochs with the server up, before the outage (the baseline) and after it (the catch-up).
+EPOCHS_UP = 30
 
 
 def row_team(table: Table, plan: Plan, work: Path) -> None:
@@ -71,46 +73,54 @@ def _commit_cost(table: Table, plan: Plan, url: str, d: Path) -> None:
 def _outage(table: Table, plan: Plan, pg: object, d: Path) -> None:
     outage = 6.0 if plan.quick else OUTAGE_SECONDS
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}, "TRACKER_SPOOL_DIR": str(d / "spool-b")}
-    epochs = int(outage / 0.3) * 3
-    child = subprocess.Popen([sys.executable, "-m", "scripts.bench.team", "child", pg.url, str(d / "ckpt-b"), str(epochs)],
+    stop = d / "stop-b"
+    # The child trains until told to stop, so the outage lies inside training however fast its epochs are here.
+    child = subprocess.Popen([sys.executable, "-m", "scripts.bench.team", "child", pg.url, str(d / "ckpt-b"), str(stop)],
                              env=env, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     durations: list[tuple[float, float]] = []  # (end time, seconds)
     down = up = None
+    after = 0
     for line in child.stdout:
         end, seconds = json.loads(line)
         durations.append((end, seconds))
-        if down is None and len(durations) == epochs // 3:
+        if down is None and len(durations) == EPOCHS_UP:
             pg.stop()
             down = time.time()
         elif down is not None and up is None and time.time() - down >= outage:
             pg.restart()
             up = time.time()
+        elif up is not None:
+            after += 1
+            if after == EPOCHS_UP:
+                stop.touch()
     if child.wait() != 0 or down is None or up is None:
         table.na("12b", "epoch time, server down / server up", f"the child exited {child.returncode} (outage {down} to {up})")
         return
-    before = [s for t, s in durations[1 : epochs // 3]]  # the first epoch warms up
+    before = [s for t, s in durations[1:EPOCHS_UP]]  # the first epoch warms up
     during = [s for t, s in durations if down + 1 < t < up]
     table.add("12b", f"epoch time, PostgreSQL stopped {outage:.0f} s / server up", ms(median(during)), ms(median(before)),
               median(during) / median(before), "<= 1.05x", f"n={len(during)}/{len(before)}; numpy epochs, 1 MB checkpoints")
 
 
-def _child(db: str, ckpt: str, epochs: int) -> None:
+def _child(db: str, ckpt: str, stop: Path) -> None:
     import tracker
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((WORK * 4, WORK * 4))
     run = tracker.track("bench-outage", db=db, checkpoint_dir=ckpt, monitor="loss", save_on_signal=None)
     run.start()
-    for e in range(epochs):
+    e = 0
+    while not stop.exists():
         t = time.perf_counter()
         for _ in range(6):
             a = np.tanh(a @ a.T / a.shape[0])
         run.commit_epoch(e, {"loss": float(a[0, 0])}, {"w": a[:256]}, {})
         print(json.dumps([time.time(), time.perf_counter() - t]), flush=True)
+        e += 1
     run.finish("completed")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "child":
-        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        _child(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
