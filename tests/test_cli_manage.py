@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tracker
@@ -219,3 +220,13 @@ def test_rename_keeps_the_folder_where_hard_links_are_not_supported(record, db, 
     assert not (Path(ckpt) / "b").exists() and len(list((Path(ckpt) / "a").glob("*.npz"))) == 2
     assert tracker.curves("b", db=db)["epoch"] == [0, 1]
     assert main(["verify", "--db", db]) == 0
+
+
+def test_a_live_run_deleted_with_force_stops_its_writer_saying_it_was_deleted(record, db, ckpt, capsys):
+    run = record("live", 2, finish=None)
+
+    assert main(["rm", "live", "--yes", "--force", "--db", db]) == 0
+    with pytest.raises(tracker.errors.RunDeletedError, match=r"Run 'live' was deleted \(tracker rm --force\) while this process"):
+        run.commit_epoch(2, {"loss": 0.1, "val_loss": 0.1}, {"w": np.zeros(1)}, {})
+    assert tracker.runs(db) == []
+    assert not (Path(ckpt) / "live").exists()  # the failed write made no folder again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -337,3 +338,35 @@ def test_the_monitor_typo_warning_points_at_the_users_line(make_model, data, sql
             model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # the line the warning must name
     warning = next(w for w in caught if "val_acc" in str(w.message))
     assert Path(warning.filename).name == Path(__file__).name, warning.filename
+
+
+def test_a_run_deleted_while_fit_trains_stops_fit_within_a_few_batches(tmp_path, monkeypatch, make_model, data):
+    import keras
+
+    from tracker.cli import main
+
+    monkeypatch.setenv("TRACKER_LEASE_SECONDS", "1")  # a heartbeat every 0.125 s
+    db, ckpt = str(tmp_path / "t.db"), str(tmp_path / "ckpt")
+    batches_after: list[int] = []
+
+    class DeleteAtEpoch1(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batches_after:
+                batches_after.append(batch)
+                time.sleep(0.1)
+            elif self.epoch == 1 and batch == 1:
+                while tracker.curves("deleted", db=db).get("epoch") != [0]:  # epoch 0's commit is done, not pending
+                    time.sleep(0.02)
+                assert main(["rm", "deleted", "--yes", "--force", "--db", db]) == 0
+                batches_after.append(batch)
+
+    model = make_model()
+    x, y = data
+    with pytest.raises(tracker.errors.RunDeletedError, match="was deleted"):
+        with tracker.track("deleted", db=db, checkpoint_dir=ckpt):
+            model.fit(x, y, batch_size=1, epochs=3, callbacks=[DeleteAtEpoch1()], verbose=0)
+    assert 2 <= len(batches_after) <= 10, batches_after  # of the epoch's 48 batches
+    assert tracker.runs(db) == []

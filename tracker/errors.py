@@ -46,6 +46,10 @@ class RunLockedError(TrackerError):
     """Another live process is already writing this run."""
 
 
+class RunDeletedError(RunLockedError):
+    """The run was deleted (``tracker rm --force``) while this process wrote it: nothing more of it is recorded."""
+
+
 class CheckpointError(TrackerError):
     """A checkpoint file cannot be written, read or verified."""
 

@@ -67,7 +67,7 @@ def _epoch(e: int | None) -> str:
 def _rm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="names of the runs to delete")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
-    p.add_argument("--force", action="store_true", help="delete a run even if its process looks alive (stop that process too)")
+    p.add_argument("--force", action="store_true", help="delete a run even if its process looks alive (it stops at its next heartbeat)")
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from tracker.checkpoint import Verified
 from tracker.errors import Preempted, RunLockedError, TrackerError
 from tracker.faults import label, pause_point
 from tracker.process import this_process
-from tracker.records import STOPPED_KEY, Position, ResumePoint, RunRow, Status, StepValues
+from tracker.records import STOPPED_KEY, FileInfo, Position, ResumePoint, RunRow, Status, StepValues
 from tracker.run import resume_point
 from tracker.run.adapter import Integration
 from tracker.run.handover import Handover
@@ -139,6 +139,8 @@ class Run:
         self._attempt_id: int | None = None
         self._heartbeat: Heartbeat | None = None
         self._first_commit = True
+        #: Why this process lost the run (deleted, or taken over), once its heartbeat noticed; training stops with it.
+        self._lost: RunLockedError | None = None
         self._unpatch: Callable[[], None] | None = None
         self._callback: object | None = None
         self._handover = Handover(self.name, commit_rows=lambda rows: self.commit_step(rows[-1], None, None, step_rows=rows))
@@ -235,8 +237,26 @@ class Run:
             if self._new_folder or made_folder:
                 self.folder.release()  # nothing was written there: leave no empty folder behind
             raise
-        self._heartbeat = Heartbeat(lambda: self._require()[0].heartbeat(self._attempt_id), run_name=self.name)
+        self._heartbeat = Heartbeat(lambda: self._beat(watch=not spooled), run_name=self.name)
         self._heartbeat.start()
+
+    def _beat(self, *, watch: bool) -> None:
+        """Refresh the lease; and, when ``watch``, notice a run deleted or taken over, and end training soon.
+
+        Not for a spooled store: there the replicator beats, and the server it would ask may be away or hung.
+        """
+        store, run = self._require()
+        store.heartbeat(self._attempt_id)
+        if watch and self._lost is None:
+            self._lost = store.writer_lost(run, self._attempt_id)
+            stop = self._stops.on_stop
+            if self._lost is not None and stop is not None:
+                log.warning("%s", self._lost)
+                stop()  # training ends at the next batch boundary, where `flush` raises the loss
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None:
+            raise self._lost
 
     def _find_resume_point(self) -> None:
         store, run = self._require()
@@ -395,6 +415,7 @@ class Run:
         ``arrays`` must be a snapshot that training will not change. ``stopped`` says that training
         stopped itself at this epoch (early stopping): a resume from it has nothing left to train.
         """
+        self._raise_if_lost()
         # On the caller's thread, so that warnings name the user's line and bad names fail here.
         values = self._clean(logs)
         if self._first_commit:
@@ -404,6 +425,7 @@ class Run:
 
     def submit_step(self, at: StepValues, arrays: Mapping[str, np.ndarray], header: Mapping[str, object]) -> None:
         """Hand a step checkpoint, ``at.batch`` batches into ``at.epoch``, to the background writer, like `submit_epoch`."""
+        self._raise_if_lost()
         self._handover.submit(lambda rows: self.commit_step(at, arrays, header, step_rows=rows))
 
     def log_step(self, at: StepValues) -> None:
@@ -412,7 +434,8 @@ class Run:
         self._handover.log(dataclasses.replace(at, values=self._clean(at.values)))
 
     def flush(self) -> None:
-        """Wait until every handed-over epoch is committed; raise if one could not be."""
+        """Wait until every handed-over epoch is committed; raise if one could not be, or if the run was lost."""
+        self._raise_if_lost()
         self._handover.flush()
 
     # -- commits -------------------------------------------------------------
@@ -431,7 +454,7 @@ class Run:
         store, run = self._require()
         info = None
         if arrays is not None:
-            info = self.folder.write(epoch, arrays, {**(header or {}), "run": self.name, "epoch": epoch})
+            info = self._write(lambda: self.folder.write(epoch, arrays, {**(header or {}), "run": self.name, "epoch": epoch}))
         pause_point("before-commit", epoch)
         self._run, doomed = store.commit_epoch(run, self._attempt_id, epoch, values, info, self.options.retention, step_rows)
         pause_point("after-commit", epoch)
@@ -446,14 +469,28 @@ class Run:
         store, run = self._require()
         info = None
         if arrays is not None:
-            info = self.folder.write(
+            info = self._write(lambda: self.folder.write(
                 at.epoch, arrays, {**(header or {}), "run": self.name, "epoch": at.epoch, "batch": at.batch, "step": at.step}
-            )
+            ))
             pause_point("before-commit", label(at.epoch, at.batch))
         self._run, doomed = store.commit_step(run, self._attempt_id, at, info, self.options.retention, step_rows)
         if arrays is not None:
             pause_point("after-commit", label(at.epoch, at.batch))
         self._delete(doomed, label(at.epoch, at.batch))
+
+    def _write(self, write: Callable[[], FileInfo]) -> FileInfo:
+        """``write()`` a checkpoint file; if that fails because the run was deleted meanwhile, say so instead."""
+        try:
+            return write()
+        except TrackerError as e:
+            store, run = self._require()
+            try:
+                lost = store.writer_lost(run, self._attempt_id)
+            except TrackerError:
+                lost = None  # the database cannot tell now: the file's own error is the one to report
+            if lost is not None:
+                raise lost from e
+            raise
 
     def _delete(self, doomed: list[str], epoch: int | str) -> None:
         if doomed:

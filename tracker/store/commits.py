@@ -21,7 +21,7 @@ from tracker.faults import label, pause_point
 from tracker.records import FileInfo, Position, Replicated, Retention, RunRow, StepValues, now
 from tracker.store.rows import _db_value, _kept, _kept_steps, _run_row
 from tracker.store.tables import attempts, epochs, metrics, runs, step_metrics, steps
-from tracker.store.writers import Writers
+from tracker.store.writers import Writers, lost_writer
 
 
 class Kept(Protocol):
@@ -211,9 +211,7 @@ class Commits(Writers):
             runs.update().where(runs.c.id == run.id, runs.c.writer_attempt_id == attempt_id).values(updated_at=t, **summary)
         ).rowcount
         if fenced != 1:
-            raise RunLockedError(
-                f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it."
-            )
+            raise lost_writer(conn, run, attempt_id) or RunLockedError(f"Run {run.name!r}: attempt {attempt_id} is not its writer.")
 
     def commit_history(self, run: RunRow, attempt_id: int, rows: Sequence[tuple[int, Mapping[str, float]]]) -> RunRow:
         """Commit many epochs that have no checkpoint, such as an imported history, in ONE transaction.

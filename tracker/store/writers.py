@@ -16,7 +16,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from tracker.errors import ResumeError, RunLockedError
+from tracker.errors import ResumeError, RunDeletedError, RunLockedError
 from tracker.process import is_this_process
 from tracker.records import AttemptRow, ProcessInfo, Replicated, RunRow, Status, now
 from tracker.redact import redact
@@ -53,6 +53,20 @@ def _refuse_to_continue(name: str, status: str) -> None:
         )
 
 
+
+
+def lost_writer(conn: sa.Connection, run: RunRow, attempt_id: int) -> RunLockedError | None:
+    """Why ``attempt_id`` no longer writes ``run`` (the error its next commit must raise), or None if it still does."""
+    row = conn.execute(sa.select(runs.c.status, runs.c.writer_attempt_id).where(runs.c.id == run.id)).one_or_none()
+    if row is None or row.status == Status.DELETING:
+        return RunDeletedError(
+            f"Run {run.name!r} was deleted (tracker rm --force) while this process (attempt {attempt_id}) trained it, "
+            "so nothing more of it can be recorded, and this process stops. Running the script again starts a new "
+            "run of that name from epoch 0."
+        )
+    if row.writer_attempt_id != attempt_id:
+        return RunLockedError(f"Run {run.name!r} was taken over by another process; this process (attempt {attempt_id}) stops writing to it.")
+    return None
 
 
 class Writers(Session):
@@ -140,6 +154,18 @@ class Writers(Session):
             values |= {k: v for k, v in spool.values(t).items() if k != "replicated_seq"}
         with self._write() as conn:
             conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
+
+    def writer_lost(self, run: RunRow, attempt_id: int) -> RunLockedError | None:
+        """Whether ``attempt_id`` lost ``run`` (deleted, or taken over): the error to stop with, or None.
+
+        Example:
+            ```python
+            if (lost := store.writer_lost(run, attempt_id)) is not None:
+                raise lost
+            ```
+        """
+        with self._read() as conn:
+            return lost_writer(conn, run, attempt_id)
 
     def finish_attempt(self, run_id: int, attempt_id: int, status: str, *, error: str | None = None) -> None:
         t = now()
