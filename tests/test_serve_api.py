@@ -75,13 +75,25 @@ def test_max_points_keeps_ends_resume_points_and_extremes(db, client):
 
     answer = client.get("/api/runs/long/curves?metrics=loss&max_points=500").json()
 
-    assert len(answer["epoch"]) <= 500 and answer["points"] == 20_000
+    assert len(answer["epoch"]) == 500 and answer["points"] == 20_000
     assert answer["epoch"][0] == 0 and answer["epoch"][-1] == 19_999
     assert 9_000 in answer["epoch"] and answer["resumed_at"] == [9_000]
     assert 7_777 in answer["epoch"] and 13_000 in answer["epoch"]
     loss = [v for v in answer["loss"] if v is not None]
     assert max(loss) == 9.0 and min(loss) == -4.0
     assert answer == client.get("/api/runs/long/curves?metrics=loss&max_points=500").json(), "deterministic"
+
+
+@pytest.mark.parametrize("max_points", [8, 10, 11, 12, 50])
+def test_max_points_returns_as_many_points_as_asked_up_to_the_curve(record, client, max_points):
+    record("r", 12)  # loss, val_loss, accuracy: their minimum is 8 points
+    answer = client.get(f"/api/runs/r/curves?max_points={max_points}").json()
+    assert len(answer["epoch"]) == min(max_points, 12) and answer["points"] == 12
+    assert answer["epoch"][0] == 0 and answer["epoch"][-1] == 11
+    full = client.get("/api/runs/r/curves").json()
+    for metric in ("loss", "val_loss", "accuracy"):
+        assert len(answer[metric]) == len(answer["epoch"])
+        assert min(full[metric]) in answer[metric] and max(full[metric]) in answer[metric]
 
 
 def test_superseded_epochs_come_back_only_when_asked(record, db, client):
