@@ -165,12 +165,14 @@ def test_unknown_run_is_404_with_a_json_error_and_suggestions(record, client):
         ("max_points=ten", "Received: 'ten'"),
         ("max_points=3", "Expected at least"),
         ("after=-x", "Invalid value for after"),
+        ("after=9223372036854775808", "Expected an integer from -9223372036854775808 to 9223372036854775807"),
+        ("after=-99999999999999999999", "Received: -99999999999999999999"),
         ("metrics=loss,,val_loss", "comma-separated names"),
         ("metrics=los", "Received: los. Expected names that run 'r' logged: accuracy,loss,val_loss"),
         ("superseded=maybe", "Expected 1, 0, true or false"),
         ("max_point=10", "Unknown parameter(s) max_point"),
     ],
-    ids=["zero", "not-int", "below-minimum", "after", "empty-name", "unknown-metric", "flag", "typo"],
+    ids=["zero", "not-int", "below-minimum", "after", "after-beyond-int64", "after-below-int64", "empty-name", "unknown-metric", "flag", "typo"],
 )
 def test_bad_parameters_are_400_with_a_message(record, client, query, words):
     record("r", 5)

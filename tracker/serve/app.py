@@ -45,6 +45,7 @@ from tracker.errors import RunNotFoundError, StoreError
 from tracker.search.report import SweepNotFoundError
 from tracker.serve import auth, data, sweeps
 from tracker.serve.feed import ChangeFeed
+from tracker.serve.follow import follow
 from tracker.store import Store
 
 STATIC = Path(__file__).with_name("static")
@@ -125,7 +126,7 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
     async def read(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JSONResponse:
         # Database reads block: run them in a worker thread, one short transaction each.
         try:
-            return JSONResponse(await anyio.to_thread.run_sync(lambda: fn(store, *args, **kwargs)))
+            return JSONResponse(await anyio.to_thread.run_sync(lambda: follow(store, fn, *args, **kwargs)))
         except (RunNotFoundError, SweepNotFoundError) as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         except ValueError as e:
@@ -268,6 +269,8 @@ def _curve_options(request: Request) -> dict[str, Any]:
                 raise ValueError(f"Invalid value for {key}. Received: {q[key]!r}. Expected an integer.") from None
             if least is not None and value < least:
                 raise ValueError(f"Invalid value for {key}. Received: {value}. Expected an integer >= {least}.")
+            if key == "after" and not -(2**63) <= value < 2**63:  # an epoch is a 64-bit integer in the database
+                raise ValueError(f"Invalid value for after. Received: {value}. Expected an integer from {-(2**63)} to {2**63 - 1}.")
             options[key] = value
     if "superseded" in q:
         flags = {"1": True, "true": True, "0": False, "false": False}
