@@ -257,9 +257,14 @@ def _curve_options(request: Request) -> dict[str, Any]:
         raise ValueError(f"Unknown parameter(s) {', '.join(unknown)}. Expected: {', '.join(sorted(_CURVE_PARAMS))}.")
     options: dict[str, Any] = {}
     if "metrics" in q:
-        names = q["metrics"].split(",")
+        # One name per parameter (metrics=loss&metrics=val_loss): a comma belongs to the name. A single
+        # parameter may also hold names between commas, the older form, resolved in `data.run_curves`.
+        names = q.getlist("metrics")
         if not all(names):
-            raise ValueError(f"Invalid value for metrics. Received: {q['metrics']!r}. Expected comma-separated names, e.g. loss,val_loss.")
+            raise ValueError(
+                f"Invalid value for metrics. Received: {names!r}. Expected one name per metrics= parameter, "
+                "e.g. metrics=loss&metrics=val_loss."
+            )
         options["metrics"] = names
     for key, least in (("max_points", 1), ("after", None)):
         if key in q:
