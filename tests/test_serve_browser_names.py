@@ -97,3 +97,29 @@ def test_a_run_named_with_a_comma_opens_on_the_compare_page_by_ticking_it(page, 
     expect(page.locator("h1")).to_have_text("Comparing 2 runs")
     expect(page.locator('.chart[data-family="loss"] .u-legend')).to_contain_text(f"{COMMA_RUN} loss")
     expect(page.locator('.chart[data-family="a,b"] .u-legend')).to_contain_text(f"{COMMA_RUN} a,b")
+
+
+def test_a_config_key_named_constructor_is_blank_for_the_runs_without_it(page, site):  # noqa: F811 (the imported fixture)
+    server = site[0]
+    open_page(page, server.url + "/")
+    expect(page.locator('tr[data-run="proto"] td[data-col="config.constructor"]')).to_have_text("mine")
+    for name in (COMMA_RUN, "other"):
+        expect(page.locator(f'tr[data-run="{name}"] td[data-col="config.constructor"]')).to_have_text("")
+    expect(page.locator("#runs")).not_to_contain_text("native code")
+    page.locator('input[data-filter="config.constructor"]').fill("mine")
+    page.locator('input[data-filter="config.constructor"]').press("Enter")
+    expect(page.locator("#runs tbody tr")).to_have_count(1)
+
+
+def test_metrics_named_tostring_and_valueof_in_one_of_two_compared_runs(page, site):  # noqa: F811 (the imported fixture)
+    server = site[0]
+    open_page(page, server.url + "/compare?runs=proto&runs=other")
+    for metric in ("toString", "valueOf"):
+        legend = page.locator(f'.chart[data-family="{metric}"] .u-legend')
+        expect(legend).to_contain_text(f"proto {metric}")
+        expect(legend).not_to_contain_text("other")
+    expect(page.locator('.chart[data-family="loss"] .u-legend')).to_contain_text("other loss")
+    expect(page.locator('#config-diff tr[data-key="constructor"]')).to_contain_text("(unset)")
+    expect(page.locator("#config-diff")).not_to_contain_text("native code")
+    open_page(page, server.url + "/run/proto?metrics=toString&metrics=valueOf")
+    expect(page.locator(".chart")).to_have_count(2)

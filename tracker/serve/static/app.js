@@ -26,8 +26,14 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Every object the server sends is indexed by user-given names (config keys, metrics, runs): without a prototype,
+// so that a name like "constructor", "toString" or "__proto__" is only ever what the data says (`in` and [] see
+// own keys alone). Maps built here are Object.create(null) or Map for the same reason.
+const bare = (_key, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.assign(Object.create(null), v) : v);
+const parse = (text) => JSON.parse(text, bare);
+
 // A page written by `tracker publish` carries its data (data.js) and routes by the URL's hash: it never fetches.
-const PUBLISHED = window.TRACKER_DATA || null;
+const PUBLISHED = window.TRACKER_DATA ? parse(JSON.stringify(window.TRACKER_DATA)) : null;
 const link = (path) => (PUBLISHED ? "#" + path : path);
 const route = () => (PUBLISHED ? new URL(location.hash.slice(1) || "/", "file:///") : location);
 
@@ -58,7 +64,7 @@ function publishedAnswer(path) {
 async function api(path) {
   if (PUBLISHED) return publishedAnswer(path);
   const response = await fetch(path, { headers: { accept: "application/json" } });
-  const body = await response.json();
+  const body = parse(await response.text());
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }
@@ -130,7 +136,7 @@ function listen(onHello, onRuns) {
     badge.classList.remove("off");
     onHello();
   });
-  source.addEventListener("runs", (e) => onRuns(JSON.parse(e.data).runs));
+  source.addEventListener("runs", (e) => onRuns(parse(e.data).runs));
   source.onerror = () => {
     badge.textContent = "reconnecting…";
     badge.classList.add("off");
@@ -486,8 +492,8 @@ async function comparePage() {
   document.title = `compare ${names.join(", ")} · tracker`;
   if (!names.length) throw new Error("No runs to compare: add ?runs=a&runs=b to the address, or pick runs on the run list.");
   const main = document.getElementById("main");
-  const details = {};
-  const curves = {};
+  const details = Object.create(null);
+  const curves = Object.create(null);
   let plots = [];
   const color = (n) => COLORS[names.indexOf(n) % COLORS.length];
   const available = () => [...new Set(names.flatMap((n) => details[n].metrics))].sort();
