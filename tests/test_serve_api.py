@@ -57,6 +57,33 @@ def test_curves_match_tracker_curves_with_resume_epochs(record, db, client):
     assert after["epoch"] == [5, 6] and after["loss"] == expected["loss"][5:]
 
 
+def comma_metrics(epoch: int) -> dict[str, float]:
+    return {"a,b": 1.0 + epoch, "a": 10.0 + epoch, "b": 20.0 + epoch, "loss": 1 / (epoch + 1)}
+
+
+def test_a_metric_with_a_comma_is_one_name_alone_or_among_repeated_parameters(record, client):
+    record("lr=0.1,bs=32", 3, metrics=comma_metrics, monitor="loss")  # run names may hold commas too
+    base = "/api/runs/lr%3D0.1%2Cbs%3D32"
+    assert client.get(base).json()["metrics"] == ["a", "a,b", "b", "loss"]
+
+    alone = client.get(f"{base}/curves", params={"metrics": "a,b"})  # the name the run logged wins over a split
+    assert alone.status_code == 200, alone.text
+    assert set(alone.json()) == {"epoch", "a,b", "resumed_at", "points", "superseded"}
+    assert alone.json()["a,b"] == [1.0, 2.0, 3.0]
+
+    repeated = client.get(f"{base}/curves", params=[("metrics", "a,b"), ("metrics", "loss")]).json()
+    assert set(repeated) - {"epoch", "resumed_at", "points", "superseded"} == {"a,b", "loss"}
+    both = client.get(f"{base}/curves?metrics=a&metrics=b&max_points=10").json()
+    assert (both["a"], both["b"]) == ([10.0, 11.0, 12.0], [20.0, 21.0, 22.0]) and "a,b" not in both
+    # The older form, one parameter with names between commas, still works where no metric has that name.
+    old = client.get(f"{base}/curves?metrics=loss,b").json()
+    assert set(old) - {"epoch", "resumed_at", "points", "superseded"} == {"loss", "b"}
+    unknown = client.get(f"{base}/curves", params=[("metrics", "a,b"), ("metrics", "c,d")])
+    assert unknown.status_code == 400 and "Received: 'c,d'" in unknown.json()["error"]
+    empty = client.get(f"{base}/curves?metrics=a&metrics=")
+    assert empty.status_code == 400 and "one name per metrics= parameter" in empty.json()["error"]
+
+
 def test_max_points_keeps_ends_resume_points_and_extremes(db, client):
     store = open_store(db)
     try:
@@ -75,13 +102,25 @@ def test_max_points_keeps_ends_resume_points_and_extremes(db, client):
 
     answer = client.get("/api/runs/long/curves?metrics=loss&max_points=500").json()
 
-    assert len(answer["epoch"]) <= 500 and answer["points"] == 20_000
+    assert len(answer["epoch"]) == 500 and answer["points"] == 20_000
     assert answer["epoch"][0] == 0 and answer["epoch"][-1] == 19_999
     assert 9_000 in answer["epoch"] and answer["resumed_at"] == [9_000]
     assert 7_777 in answer["epoch"] and 13_000 in answer["epoch"]
     loss = [v for v in answer["loss"] if v is not None]
     assert max(loss) == 9.0 and min(loss) == -4.0
     assert answer == client.get("/api/runs/long/curves?metrics=loss&max_points=500").json(), "deterministic"
+
+
+@pytest.mark.parametrize("max_points", [8, 10, 11, 12, 50])
+def test_max_points_returns_as_many_points_as_asked_up_to_the_curve(record, client, max_points):
+    record("r", 12)  # loss, val_loss, accuracy: their minimum is 8 points
+    answer = client.get(f"/api/runs/r/curves?max_points={max_points}").json()
+    assert len(answer["epoch"]) == min(max_points, 12) and answer["points"] == 12
+    assert answer["epoch"][0] == 0 and answer["epoch"][-1] == 11
+    full = client.get("/api/runs/r/curves").json()
+    for metric in ("loss", "val_loss", "accuracy"):
+        assert len(answer[metric]) == len(answer["epoch"])
+        assert min(full[metric]) in answer[metric] and max(full[metric]) in answer[metric]
 
 
 def test_superseded_epochs_come_back_only_when_asked(record, db, client):
@@ -153,12 +192,16 @@ def test_unknown_run_is_404_with_a_json_error_and_suggestions(record, client):
         ("max_points=ten", "Received: 'ten'"),
         ("max_points=3", "Expected at least"),
         ("after=-x", "Invalid value for after"),
+        ("after=9223372036854775808", "Expected an integer from -9223372036854775808 to 9223372036854775807"),
+        ("after=-99999999999999999999", "Received: -99999999999999999999"),
         ("metrics=loss,,val_loss", "comma-separated names"),
-        ("metrics=los", "Received: los. Expected names that run 'r' logged: accuracy,loss,val_loss"),
+        ("metrics=loss&metrics=", "one name per metrics= parameter"),
+        ("metrics=los", "Received: 'los'. Expected names that run 'r' logged: 'accuracy', 'loss', 'val_loss'"),
         ("superseded=maybe", "Expected 1, 0, true or false"),
         ("max_point=10", "Unknown parameter(s) max_point"),
     ],
-    ids=["zero", "not-int", "below-minimum", "after", "empty-name", "unknown-metric", "flag", "typo"],
+    ids=["zero", "not-int", "below-minimum", "after", "after-beyond-int64", "after-below-int64", "empty-name", "empty-repeated",
+         "unknown-metric", "flag", "typo"],
 )
 def test_bad_parameters_are_400_with_a_message(record, client, query, words):
     record("r", 5)

@@ -156,7 +156,7 @@ def test_run_page_shows_families_resumes_best_superseded_attempts_and_checkpoint
     page.locator('input[data-metric="val_accuracy"]').uncheck()
     expect(page.locator(".chart")).to_have_count(1)
     shared = page.url
-    assert "superseded=1" in shared and "metrics=loss,val_loss" in shared
+    assert "superseded=1" in shared and "metrics=loss&metrics=val_loss" in shared
 
     page.goto(shared)
     expect(page.locator("body")).to_have_attribute("data-ready", "1")

@@ -96,7 +96,7 @@ def test_sweep_page_table_sorts_charts_render_and_compare_opens_the_trials(page,
     page.locator("#compare-trials").click()
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
     started = [f"mlp-{n}" for n in RANKED if n != 5]
-    assert page.url == server.url + "/compare?runs=" + ",".join(started)
+    assert page.url == server.url + "/compare?" + "&".join(f"runs={name}" for name in started)
     expect(page.locator("#compare-runs thead th")).to_have_count(1 + len(started))
     legend = page.locator('.chart[data-family="loss"] .u-legend')
     for name in started:

@@ -12,8 +12,10 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+import tracker
 from tests.support import serving
 from tests.support.servers import sqlite_only
 from tests.support.sweeps import plan_sweep
@@ -190,3 +192,104 @@ def test_wal_stays_bounded_while_a_200_epoch_run_is_served_and_polled(record, db
         holder.close()
     print(f"\n-wal peak: {served:,} bytes while served and polled; {held:,} bytes beside a reader held open")
     assert held > WAL_BOUND, f"control: -wal reached only {held} bytes beside an open reader"
+
+
+# -- the database deleted or replaced while serving ----------------------------
+
+
+def back_up(db: str, backup: Path) -> None:
+    """A copy of the database, its WAL's pages included (the server holds it open, so they may not be in the file)."""
+    with sqlite3.connect(db) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    source.close()
+    target.close()
+
+
+def put_back(backup: Path, db: str) -> None:
+    """A copy of the database put where it was: a new file (another inode), as restoring a backup makes."""
+    shutil.copy(backup, f"{db}.tmp")
+    os.replace(f"{db}.tmp", db)
+
+
+@sqlite_only
+def test_a_deleted_database_is_a_503_for_the_viewer_and_served_again_once_put_back(record, db, client, tmp_path):
+    record("r", 3)
+    backup = tmp_path / "backup.db"
+    back_up(db, backup)
+    assert client.get("/api/runs").status_code == 200
+
+    os.unlink(db)
+    gone = client.get("/api/runs")
+    assert gone.status_code == 503
+    message = gone.json()["error"]
+    assert "deleted or moved away while this server was showing it" in message
+    assert "recovers by itself" in message and "resume the run" not in message
+    assert client.get("/api/runs/r/curves").status_code == 503
+
+    put_back(backup, db)
+    assert [r["name"] for r in client.get("/api/runs").json()] == ["r"]
+    assert client.get("/api/runs/r/curves").json()["epoch"] == [0, 1, 2]
+
+
+@sqlite_only
+def test_a_database_replaced_by_another_is_served_and_one_not_tracker_s_is_a_503(record, db, client, tmp_path):
+    record("r", 2)
+    assert client.get("/api/runs").status_code == 200
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    os.replace(junk, db)
+    refused = client.get("/api/runs/r")
+    assert refused.status_code == 503
+    assert "replaced while this server was showing it" in refused.json()["error"]
+    assert "resume the run" not in refused.json()["error"]
+
+    other = tmp_path / "other.db"
+    run = tracker.track("o", db=str(other), checkpoint_dir=str(tmp_path / "other-ckpt"), monitor="loss")
+    run.start()
+    run.commit_epoch(0, {"loss": 1.0}, {"w": np.zeros(2)}, {})
+    run.finish("completed")
+    put_back(other, db)
+    assert [r["name"] for r in client.get("/api/runs").json()] == ["o"]
+    assert client.get("/api/runs/r").status_code == 404
+
+
+@sqlite_only
+def test_poll_failures_are_logged_once_when_they_start_and_once_on_recovery(record, db, tmp_path, caplog):
+    import anyio
+
+    from tracker.serve.feed import ChangeFeed
+    from tracker.store import open_store
+
+    record("r", 2)
+    backup = tmp_path / "backup.db"
+    back_up(db, backup)
+    store = open_store(db, create=False)
+    feed = ChangeFeed(store, interval=0.01)
+    events: list[bytes] = []
+
+    async def page() -> None:
+        async for chunk in feed.stream():
+            events.append(chunk)
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(feed.run)
+            tasks.start_soon(page)
+            await anyio.sleep(0.3)
+            os.unlink(db)
+            await anyio.sleep(0.5)  # some 50 failed polls
+            put_back(backup, db)
+            await anyio.sleep(0.5)
+            feed.close()
+
+    caplog.set_level("INFO", logger="tracker.serve.feed")
+    try:
+        anyio.run(scenario)
+    finally:
+        store.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "tracker.serve.feed"]
+    assert len(said) == 2, said
+    assert "cannot read the database" in said[0] and "deleted or moved away" in said[0]
+    assert "can read the database again" in said[1]
+    # The page re-reads everything on a hello after the outage: the database may be another one now.
+    assert sum(chunk.startswith(b"event: hello") for chunk in events) == 2, events

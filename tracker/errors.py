@@ -26,6 +26,17 @@ class NotADatabaseError(StoreError):
     """The database is not one tracker may use: a file that is not SQLite, or another application's database."""
 
 
+class DatabaseMovedError(StoreError):
+    """The SQLite file was deleted, moved away or replaced while this process was using it.
+
+    ``path`` is where it was. A writer stops; a reader that follows the path (`tracker.serve`) opens it anew.
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class SchemaError(StoreError):
     """The database schema does not match this version of tracker."""
 

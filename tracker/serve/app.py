@@ -45,6 +45,7 @@ from tracker.errors import RunNotFoundError, StoreError
 from tracker.search.report import SweepNotFoundError
 from tracker.serve import auth, data, sweeps
 from tracker.serve.feed import ChangeFeed
+from tracker.serve.follow import follow
 from tracker.store import Store
 
 STATIC = Path(__file__).with_name("static")
@@ -125,7 +126,7 @@ def create_app(store: Store, *, hosts: Sequence[str] | frozenset[str], poll_inte
     async def read(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JSONResponse:
         # Database reads block: run them in a worker thread, one short transaction each.
         try:
-            return JSONResponse(await anyio.to_thread.run_sync(lambda: fn(store, *args, **kwargs)))
+            return JSONResponse(await anyio.to_thread.run_sync(lambda: follow(store, fn, *args, **kwargs)))
         except (RunNotFoundError, SweepNotFoundError) as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         except ValueError as e:
@@ -256,9 +257,14 @@ def _curve_options(request: Request) -> dict[str, Any]:
         raise ValueError(f"Unknown parameter(s) {', '.join(unknown)}. Expected: {', '.join(sorted(_CURVE_PARAMS))}.")
     options: dict[str, Any] = {}
     if "metrics" in q:
-        names = q["metrics"].split(",")
+        # One name per parameter (metrics=loss&metrics=val_loss): a comma belongs to the name. A single
+        # parameter may also hold names between commas, the older form, resolved in `data.run_curves`.
+        names = q.getlist("metrics")
         if not all(names):
-            raise ValueError(f"Invalid value for metrics. Received: {q['metrics']!r}. Expected comma-separated names, e.g. loss,val_loss.")
+            raise ValueError(
+                f"Invalid value for metrics. Received: {names!r}. Expected one name per metrics= parameter, "
+                "e.g. metrics=loss&metrics=val_loss."
+            )
         options["metrics"] = names
     for key, least in (("max_points", 1), ("after", None)):
         if key in q:
@@ -268,6 +274,8 @@ def _curve_options(request: Request) -> dict[str, Any]:
                 raise ValueError(f"Invalid value for {key}. Received: {q[key]!r}. Expected an integer.") from None
             if least is not None and value < least:
                 raise ValueError(f"Invalid value for {key}. Received: {value}. Expected an integer >= {least}.")
+            if key == "after" and not -(2**63) <= value < 2**63:  # an epoch is a 64-bit integer in the database
+                raise ValueError(f"Invalid value for after. Received: {value}. Expected an integer from {-(2**63)} to {2**63 - 1}.")
             options[key] = value
     if "superseded" in q:
         flags = {"1": True, "true": True, "0": False, "false": False}

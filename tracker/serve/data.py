@@ -168,7 +168,9 @@ def run_curves(
     Args:
         store: The open store.
         name: The run.
-        metrics: Only these metrics. Defaults to every metric the run logged.
+        metrics: Only these metrics, each one name (a comma may be part of it). A single name that the run did not
+            log is read as names between commas, the query's older form (``metrics=loss,val_loss``). Defaults to
+            every metric the run logged.
         max_points: Reduce to at most this many points with `reduce_points`: each bucket's min and
             max per metric, the first and last points and every resume point are kept. Defaults to
             None (every point).
@@ -182,12 +184,20 @@ def run_curves(
     run = store.get_run(name)
     resumed = resume_epochs(store.attempts(run.id))
     known = store.metric_names(run.id)
+    if metrics is not None and len(metrics) == 1 and metrics[0] not in known and "," in metrics[0]:
+        metrics = metrics[0].split(",")
+        if not all(metrics):
+            raise ValueError(
+                f"Invalid value for metrics. Received: {','.join(metrics)!r}. Expected comma-separated names, e.g. "
+                "loss,val_loss, or one name per metrics= parameter."
+            )
     if metrics is not None:
         unknown = [m for m in metrics if m not in known]
         if unknown:
+            # Quoted: a name may hold a comma.
             raise ValueError(
-                f"Invalid value for metrics. Received: {','.join(unknown)}. Expected names that run {name!r} "
-                f"logged: {','.join(known) or '(none yet)'}."
+                f"Invalid value for metrics. Received: {', '.join(map(repr, unknown))}. Expected names that run "
+                f"{name!r} logged: {', '.join(map(repr, known)) or '(none yet)'}."
             )
     names = list(metrics) if metrics is not None else known
     series = store.metric_series(run.id, names, after=after)

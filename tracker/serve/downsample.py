@@ -4,7 +4,11 @@ A curve of a million epochs is cut into equal runs of consecutive points; each r
 keeps, for every metric, the point of its lowest and of its highest value. A spike
 therefore always survives (it is its bucket's max), and so do the global min and
 max. The first point, the last point and every point the caller pins (resume
-epochs) are kept as well. NaN values are never chosen as a min or a max.
+epochs) are kept as well. NaN values are never chosen as a min or a max. What the
+buckets leave of the budget (a bucket's min and max may be one point, or an end)
+goes to points spread evenly over the rest, so that exactly ``max_points`` come
+back: a short curve asked for 10 points gets 10, not the 2 its extremes are.
+Points where every metric is NaN fill the budget last.
 
 Example:
     >>> import numpy as np
@@ -28,7 +32,7 @@ def minimum_points(n_metrics: int, n_pinned: int) -> int:
 def reduce_points(
     epochs: np.ndarray, columns: Mapping[str, np.ndarray], max_points: int, pinned: Iterable[int] = ()
 ) -> np.ndarray:
-    """The sorted indices of the points to keep, at most ``max_points`` of them.
+    """The sorted indices of the points to keep: exactly ``min(max_points, len(epochs))`` of them.
 
     Args:
         epochs: The x values, one per point, in increasing order.
@@ -55,7 +59,24 @@ def reduce_points(
     keep = [np.array([0, n - 1]), pinned_at]
     for values in columns.values():
         keep.append(_bucket_extremes(values, starts))
-    return np.unique(np.concatenate(keep))
+    chosen = np.unique(np.concatenate(keep))
+    # The budget left goes to points where some metric has a value; to gaps only once those run out.
+    present = np.zeros(n, dtype=bool)
+    for values in columns.values():
+        present |= ~np.isnan(values)
+    rest = np.setdiff1d(np.arange(n), chosen)
+    filled, gaps = rest[present[rest]], rest[~present[rest]]
+    left = max_points - len(chosen)
+    return np.unique(np.concatenate([chosen, _spread(filled, left), _spread(gaps, left - len(filled))]))
+
+
+def _spread(rest: np.ndarray, count: int) -> np.ndarray:
+    """``count`` of the indices ``rest`` (all of them if fewer), evenly spaced, each the middle one of its share."""
+    if count <= 0:
+        return rest[:0]
+    if count >= len(rest):
+        return rest
+    return rest[((np.arange(count) + 0.5) * len(rest) / count).astype(np.int64)]
 
 
 def _bucket_extremes(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import anyio
 
 from tracker.errors import StoreError
 from tracker.serve import data
+from tracker.serve.follow import follow
 from tracker.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class ChangeFeed:
         self._interval = interval
         self._pages: dict[asyncio.Queue, bool] = {}  # queue -> greeted with hello yet
         self._seen: dict[str, tuple] | None = None
+        self._failing = False  # the last poll failed: said once in the log, until one succeeds
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -76,11 +78,19 @@ class ChangeFeed:
                 continue
             greet = [q for q, greeted in self._pages.items() if not greeted]
             try:
-                changed = await anyio.to_thread.run_sync(self._poll)
+                changed = await anyio.to_thread.run_sync(lambda: follow(self._store, self._poll))
             except StoreError as e:
-                # A busy or briefly unreachable database: keep the pages, try again at the next poll.
-                log.warning("tracker.serve: poll failed: %s", e)
+                # A busy, unreachable or missing database: keep the pages, try again at the next poll. Said once, not
+                # at every poll.
+                if not self._failing:
+                    log.warning("tracker.serve: cannot read the database: %s Trying again every %g s.", e, self._interval)
+                self._failing = True
                 changed = None
+            if changed is not None and self._failing:
+                log.warning("tracker.serve: can read the database again.")
+                self._failing = False
+                # It may be another database now (a backup put back): every page re-reads all it shows on a hello.
+                greet = list(self._pages)
             if changed is not None:
                 for queue in greet:
                     if queue in self._pages:
@@ -92,13 +102,13 @@ class ChangeFeed:
                             _offer(queue, ("runs", {"runs": changed}))
             await anyio.sleep(self._interval)
 
-    def _poll(self) -> list[dict]:
+    def _poll(self, store: Store) -> list[dict]:
         """The summaries of the runs that changed since the previous poll (none on the first).
 
         Each poll reads only `Store.run_stamps`; the full summaries are read only when a run changed.
         """
         now = {}
-        for name, (stamp, newest) in self._store.run_stamps().items():
+        for name, (stamp, newest) in store.run_stamps().items():
             # A running run's newest attempt: its start epoch (a resume shows before its first commit) and
             # whether it still lives (a crash changes no row), by the same rule as `effective_status`.
             attempt = None if newest is None else (newest.id, newest.initial_epoch, newest.alive())
@@ -109,7 +119,7 @@ class ChangeFeed:
         changed = {name for name, key in now.items() if before.get(name) != key}
         if not changed:
             return []
-        return [summary for summary in data.list_runs(self._store) if summary["name"] in changed]
+        return [summary for summary in data.list_runs(store) if summary["name"] in changed]
 
     async def stream(self, only: set[str] | None = None) -> AsyncIterator[bytes]:
         """One page's event stream: ``hello``, then ``runs`` events with the changed runs' summaries (of the runs

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from tracker.errors import NotADatabaseError, StoreError
+from tracker.errors import DatabaseMovedError, NotADatabaseError, StoreError
 from tracker.redact import redact
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class _SameFile:
     def check(self) -> None:
         problem = self.problem()
         if problem is not None:
-            raise StoreError(problem)
+            raise DatabaseMovedError(problem, str(self.path))
 
     def replaced(self) -> bool:
         """Whether another file than the one first opened is at the path now."""

@@ -8,7 +8,8 @@ every driver error leaves the store as one `StoreError` that names the database.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -51,11 +52,39 @@ def open_engine(db: str | os.PathLike[str] | None, *, create: bool) -> tuple[sa.
 
 
 class Session:
-    """An open database: its engine, the name to show for it, and its read and write transactions."""
+    """An open database: its engine, the name to show for it, and its read and write transactions.
 
-    def __init__(self, engine: sa.Engine, display: str) -> None:
+    ``opener`` opens the same database anew (``open_engine`` with ``create=False``: a reopen never creates a
+    database), for `reopen`; without it a store cannot reopen.
+    """
+
+    def __init__(self, engine: sa.Engine, display: str, opener: Callable[[], tuple[sa.Engine, str]] | None = None) -> None:
         self.engine = engine
         self.display = display
+        self._opener = opener
+        self._reopening = threading.Lock()
+
+    def reopen(self, stale: sa.Engine | None = None) -> None:
+        """Open the database again, whatever file is at its path now, and close the engine that was open.
+
+        For a reader that follows the path (`tracker.serve`): after a `DatabaseMovedError` it shows what is
+        there now. A writer never does this: it would write on into another file than the one it began.
+        ``stale`` is the engine that failed: if another thread has reopened since, nothing is done.
+
+        Raises:
+            StoreError: The database cannot be opened (missing, not tracker's), as `open_store` says; the old
+                engine stays, and fails as before.
+        """
+        with self._reopening:
+            if stale is not None and self.engine is not stale:
+                return
+            if self._opener is None:
+                raise StoreError(f"Cannot reopen database {self.display}: this store was not opened with open_store.")
+            # The old engine's connections close first: one to a replaced file empties its WAL into that file
+            # (`tracker.store.db`), or SQLite would read the stale WAL's pages as the new file's. Disposed, the
+            # old engine still works, by new connections, if the new file cannot be opened.
+            self.engine.dispose()
+            self.engine, _ = self._opener()
 
     @property
     def url(self) -> str:

@@ -40,4 +40,4 @@ def open_store(db: str | os.PathLike[str] | None = None, *, create: bool = True)
         StoreError: The database cannot be opened: in memory, missing, not writable, or not tracker's.
         ValueError: ``$TRACKER_LOCK_TIMEOUT`` is not a number of seconds.
     """
-    return Store(*open_engine(db, create=create))
+    return Store(*open_engine(db, create=create), opener=lambda: open_engine(db, create=False))

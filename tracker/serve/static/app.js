@@ -1,4 +1,4 @@
-// tracker's pages: the run list (/), one run (/run/NAME), a comparison (/compare?runs=a,b), and a sweep
+// tracker's pages: the run list (/), one run (/run/NAME), a comparison (/compare?runs=a&runs=b), and a sweep
 // (/sweep/NAME, drawn by sweep.js).
 // Everything comes from this server's JSON API; live changes arrive as server-sent events from
 // /api/events. The choices a reader makes (runs, metrics, sorting, filters, superseded epochs) live
@@ -26,8 +26,14 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Every object the server sends is indexed by user-given names (config keys, metrics, runs): without a prototype,
+// so that a name like "constructor", "toString" or "__proto__" is only ever what the data says (`in` and [] see
+// own keys alone). Maps built here are Object.create(null) or Map for the same reason.
+const bare = (_key, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.assign(Object.create(null), v) : v);
+const parse = (text) => JSON.parse(text, bare);
+
 // A page written by `tracker publish` carries its data (data.js) and routes by the URL's hash: it never fetches.
-const PUBLISHED = window.TRACKER_DATA || null;
+const PUBLISHED = window.TRACKER_DATA ? parse(JSON.stringify(window.TRACKER_DATA)) : null;
 const link = (path) => (PUBLISHED ? "#" + path : path);
 const route = () => (PUBLISHED ? new URL(location.hash.slice(1) || "/", "file:///") : location);
 
@@ -41,7 +47,7 @@ function publishedAnswer(path) {
   if (parts.length === 4 && name in PUBLISHED.details) return PUBLISHED.details[name];
   if (parts[4] === "curves" && name in PUBLISHED.curves) {
     const full = PUBLISHED.curves[name];
-    const metrics = q.has("metrics") ? q.get("metrics").split(",") : Object.keys(full).filter((k) => !["epoch", "resumed_at", "points", "superseded"].includes(k));
+    const metrics = q.has("metrics") ? listOf(q.getAll("metrics"), (m) => m in full) : Object.keys(full).filter((k) => !["epoch", "resumed_at", "points", "superseded"].includes(k));
     const after = q.has("after") ? Number(q.get("after")) : -Infinity;
     const keep = full.epoch.map((e, i) => (e > after ? i : -1)).filter((i) => i >= 0);
     const answer = { epoch: keep.map((i) => full.epoch[i]), resumed_at: full.resumed_at, points: full.points, superseded: null };
@@ -58,7 +64,7 @@ function publishedAnswer(path) {
 async function api(path) {
   if (PUBLISHED) return publishedAnswer(path);
   const response = await fetch(path, { headers: { accept: "application/json" } });
-  const body = await response.json();
+  const body = parse(await response.text());
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }
@@ -72,9 +78,21 @@ const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 const statusBadge = (s) => h("span", { class: `status ${s}`, "data-status": s }, s);
 const params = () => new URLSearchParams(route().search);
 
+// A list in the query string is one name per parameter (?runs=a&runs=b): a comma stays part of a name. A single
+// value is a name if known(value) says so, else names between commas (the older form, ?runs=a,b).
+function listOf(values, known) {
+  if (values.length !== 1 || known(values[0])) return values.filter(Boolean);
+  return values[0].split(",").filter(Boolean);
+}
+
+// values: {key: text, or a list (one parameter per name), or null to remove it}.
 function setParams(values) {
   const p = params();
-  for (const [k, v] of Object.entries(values)) (v === null || v === "" ? p.delete(k) : p.set(k, v));
+  for (const [k, v] of Object.entries(values)) {
+    p.delete(k);
+    if (Array.isArray(v)) for (const x of v) p.append(k, x);
+    else if (v !== null && v !== "") p.set(k, v);
+  }
   const q = p.toString().replace(/%2C/g, ",");
   const path = route().pathname + (q ? "?" + q : "");
   history.replaceState(null, "", PUBLISHED ? "#" + path : path);
@@ -118,7 +136,7 @@ function listen(onHello, onRuns) {
     badge.classList.remove("off");
     onHello();
   });
-  source.addEventListener("runs", (e) => onRuns(JSON.parse(e.data).runs));
+  source.addEventListener("runs", (e) => onRuns(parse(e.data).runs));
   source.onerror = () => {
     badge.textContent = "reconnecting…";
     badge.classList.add("off");
@@ -213,9 +231,12 @@ function drawMarks(u, { resumes, stars }) {
 
 function curveQuery(name, metrics, extra) {
   const q = new URLSearchParams({ max_points: MAX_POINTS, ...extra });
-  if (metrics) q.set("metrics", metrics.join(","));
-  return `/api/runs/${enc(name)}/curves?${q.toString().replace(/%2C/g, ",")}`;
+  for (const m of metrics || []) q.append("metrics", m);  // one parameter per name: a comma is part of a name
+  return `/api/runs/${enc(name)}/curves?${q}`;
 }
+
+// The compare page of these runs: one runs= parameter per name, so that a name with a comma stays one run.
+const compareLink = (names) => `/compare?${new URLSearchParams(names.map((n) => ["runs", n]))}`;
 
 // -- run list ----------------------------------------------------------------------------------
 
@@ -295,7 +316,7 @@ async function listPage() {
           : c.key === "sweep" && r.sweep ? h("a", { href: link(`/sweep/${enc(r.sweep)}`) }, textOf(c, r))
             : c.key === "status" ? [statusBadge(r.status), r.behind ? h("span", { class: "muted" }, ` ${r.behind} behind`) : ""] : textOf(c, r)))));
     const compare = h("button", { id: "compare", disabled: selected.size < 2, onclick: () => {
-      location.href = link(`/compare?runs=${[...selected].map(enc).join(",")}`);
+      location.href = link(compareLink([...selected]));
     } }, "Compare selected");
     main.replaceChildren(
       ...(sweeps.length ? [h("h2", {}, "Sweeps"), sweepsTable(sweeps), h("h2", {}, "Runs")] : []),
@@ -326,8 +347,8 @@ async function runPage(name) {
   const main = document.getElementById("main");
   let detail = await api(`/api/runs/${enc(name)}`);
   const chosen = () => {
-    const m = params().get("metrics");
-    return m ? m.split(",").filter((x) => detail.metrics.includes(x)) : detail.metrics;
+    const known = (x) => detail.metrics.includes(x);
+    return params().has("metrics") ? listOf(params().getAll("metrics"), known).filter(known) : detail.metrics;
   };
   const showSuperseded = () => params().get("superseded") === "1";
   let curve = null;
@@ -359,7 +380,7 @@ async function runPage(name) {
       h("span", { class: "muted" }, "metrics:"),
       ...detail.metrics.map((m) => h("label", {}, h("input", { type: "checkbox", checked: on.has(m), "data-metric": m, onchange: (e) => {
         const next = detail.metrics.filter((x) => (x === m ? e.target.checked : on.has(x)));
-        setParams({ metrics: next.length === detail.metrics.length ? null : next.join(",") });
+        setParams({ metrics: next.length === detail.metrics.length ? null : next });
         loadCurves();
       } }), " ", m)),
       h("label", { title: "epochs replaced by a fallback or a rewind" }, h("input", { type: "checkbox", id: "superseded", checked: showSuperseded(), onchange: (e) => {
@@ -463,19 +484,22 @@ async function runPage(name) {
 // -- compare -----------------------------------------------------------------------------------
 
 async function comparePage() {
-  const names = (params().get("runs") || "").split(",").filter(Boolean);
+  const asked = params().getAll("runs");
+  // A single value with commas: a run of that name (run names may hold commas), else the older list form.
+  const runNames = asked.length === 1 && asked[0].includes(",") ? new Set((await api("/api/runs")).map((r) => r.name)) : new Set();
+  const names = listOf(asked, (n) => runNames.has(n));
   crumbs(h("a", { href: link("/") }, "runs"), "compare");
   document.title = `compare ${names.join(", ")} · tracker`;
-  if (!names.length) throw new Error("No runs to compare: add ?runs=a,b to the address, or pick runs on the run list.");
+  if (!names.length) throw new Error("No runs to compare: add ?runs=a&runs=b to the address, or pick runs on the run list.");
   const main = document.getElementById("main");
-  const details = {};
-  const curves = {};
+  const details = Object.create(null);
+  const curves = Object.create(null);
   let plots = [];
   const color = (n) => COLORS[names.indexOf(n) % COLORS.length];
   const available = () => [...new Set(names.flatMap((n) => details[n].metrics))].sort();
   const chosen = () => {
-    const m = params().get("metrics");
-    return m ? m.split(",").filter((x) => available().includes(x)) : available();
+    const known = (x) => available().includes(x);
+    return params().has("metrics") ? listOf(params().getAll("metrics"), known).filter(known) : available();
   };
 
   const picker = h("div", { class: "controls", id: "metrics" });
@@ -516,7 +540,7 @@ async function comparePage() {
     picker.replaceChildren(h("span", { class: "muted" }, "metrics:"), ...available().map((m) => h("label", {}, h("input", {
       type: "checkbox", checked: on.has(m), "data-metric": m, onchange: async (e) => {
         const next = available().filter((x) => (x === m ? e.target.checked : on.has(x)));
-        setParams({ metrics: next.length === available().length ? null : next.join(",") });
+        setParams({ metrics: next.length === available().length ? null : next });
         await loadAll();
         render();
       },

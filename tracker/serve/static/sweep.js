@@ -153,7 +153,7 @@ async function sweepPage(name) {
         h("span", {}, "best ", h("b", { id: "best" }, d.best
           ? [h("a", { href: `/run/${enc(d.best.name)}` }, d.best.name), ` ${valueText(d.best)}`] : "none yet"))),
       h("div", { class: "controls" }, started.length
-        ? h("a", { id: "compare-trials", href: `/compare?runs=${started.map(enc).join(",")}` }, `Compare these trials (${started.length}) ›`)
+        ? h("a", { id: "compare-trials", href: compareLink(started) }, `Compare these trials (${started.length}) ›`)
         : h("span", { class: "muted" }, "No trial has started yet.")),
     );
   };
