@@ -17,8 +17,8 @@ from tracker.serve import data
 from tracker.store import open_store
 
 
-def _record(db: str, ckpt: str, name: str, epochs: range, *, finish: str = "completed") -> None:
-    run = tracker.track(name, db=db, checkpoint_dir=ckpt, monitor="val_loss", keep_last=None, config={"lr": 0.01})
+def _record(db: str, ckpt: str, name: str, epochs: range, *, finish: str = "completed", config: dict | None = None) -> None:
+    run = tracker.track(name, db=db, checkpoint_dir=ckpt, monitor="val_loss", keep_last=None, config=config or {"lr": 0.01})
     run.start()
     for e in epochs:
         run.commit_epoch(e, {"loss": 1.0 / (e + 1), "val_loss": 1.3 / (e + 1) + 0.01 * e}, {"w": np.zeros(3)}, {})
@@ -36,7 +36,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path
     store.rewind(store.get_run("cnn-a"), 7, force=False)
     store.close()
     _record(db, ckpt, "cnn-a", range(8, 12))
-    _record(db, ckpt, "cnn-b", range(6))
+    _record(db, ckpt, "cnn-b", range(6), config={"lr": 0.01, "__proto__": 0.5})  # a JS object literal would drop that key
     out = tmp / "page"
     assert main(["publish", "cnn-a", "cnn-b", "-o", str(out), "--db", db]) == 0
     return db, out, tmp
@@ -101,6 +101,13 @@ def test_the_published_list_and_comparison_route_by_the_hash(browser, published)
     assert refused == [] and errors == []
 
 
+def test_a_config_key_named_proto_is_published_as_a_key(browser, published):
+    _, out, _ = published
+    page, refused, errors = _open(browser, (out / "index.html").as_uri() + "#/run/cnn-b")
+    expect(page.locator("#config")).to_have_text('{"__proto__":0.5,"lr":0.01}')
+    assert refused == [] and errors == []
+
+
 def test_the_folder_holds_no_path_of_the_training_machine_unless_asked(published, tmp_path):
     db, out, machine = published
     for path in out.rglob("*"):
@@ -122,6 +129,6 @@ def test_a_folder_that_is_not_a_publish_is_refused_and_a_publish_is_replaced(pub
     again = tmp_path / "page"
     assert main(["publish", "cnn-a", "-o", str(again), "--db", db]) == 0
     assert main(["publish", "cnn-b", "-o", str(again), "--db", db]) == 0
-    assert '"cnn-b"' in (again / "data.js").read_text() and '"cnn-a"' not in (again / "data.js").read_text()
+    assert "cnn-b" in (again / "data.js").read_text() and "cnn-a" not in (again / "data.js").read_text()
     assert main(["publish", "nope", "-o", str(tmp_path / "x"), "--db", db]) == 1
     assert not (tmp_path / "x").exists()

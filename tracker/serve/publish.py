@@ -3,7 +3,8 @@
 The folder holds the live page's own files (``static/``: ``app.js``, its styles and the vendored chart library),
 an ``index.html`` that loads them by relative paths under a policy that forbids any network access, and
 ``data.js``: exactly what the JSON API (`tracker.serve.data`) answers for the published runs, which the page
-reads instead of fetching (``window.TRACKER_DATA``). It opens from ``file://``: ``index.html#/run/NAME``.
+reads instead of fetching (``window.TRACKER_DATA``, as JSON text: an object literal would take a key ``__proto__``
+for the prototype). It opens from ``file://``: ``index.html#/run/NAME``.
 
 Unless asked (``include_paths``), no absolute path of the training machine is in it: every path in a command,
 a working directory, an error or a checkpoint is cut to its last component, and passwords in URLs are masked.
@@ -65,7 +66,7 @@ def publish(db: str | os.PathLike[str] | None, names: list[str], out: Path, *, i
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         shutil.copytree(STATIC, temp / "static", ignore=shutil.ignore_patterns("index.html"))
-        (temp / "data.js").write_text("window.TRACKER_DATA = " + json.dumps(answers, allow_nan=False) + ";\n")
+        (temp / "data.js").write_text("window.TRACKER_DATA = " + json.dumps(json.dumps(answers, allow_nan=False)) + ";\n")
         (temp / "index.html").write_text(_index())
         (temp / MARKER).write_text("written by tracker publish; publishing again here replaces this folder\n")
         _replace(temp, out)

@@ -33,7 +33,7 @@ const bare = (_key, v) => (v && typeof v === "object" && !Array.isArray(v) ? Obj
 const parse = (text) => JSON.parse(text, bare);
 
 // A page written by `tracker publish` carries its data (data.js) and routes by the URL's hash: it never fetches.
-const PUBLISHED = window.TRACKER_DATA ? parse(JSON.stringify(window.TRACKER_DATA)) : null;
+const PUBLISHED = window.TRACKER_DATA ? parse(window.TRACKER_DATA) : null;
 const link = (path) => (PUBLISHED ? "#" + path : path);
 const route = () => (PUBLISHED ? new URL(location.hash.slice(1) || "/", "file:///") : location);
 
