@@ -369,3 +369,18 @@ def test_export_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk,
     assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curve.csv"] if previous else [])])
     if previous is not None:
         assert target.read_text() == previous
+
+
+@pytest.mark.parametrize("options", [["-o", "-"], ["--output", "-", "--format", "json"]], ids=["csv", "json"])
+def test_export_dash_means_standard_output(record, db, tmp_path, monkeypatch, capsys, options):
+    record("m", 3, metrics=nan_inf_metrics)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["export", "m", "--db", db, *options]) == 0
+
+    out = capsys.readouterr().out
+    assert not (tmp_path / "-").exists()
+    if "json" in options:
+        assert json.loads(out)["epoch"] == [0, 1, 2]
+    else:
+        assert out.splitlines()[0] == "epoch,loss,val_loss"

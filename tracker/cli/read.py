@@ -60,7 +60,7 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="the run's name")
     p.add_argument("--format", choices=("csv", "json"), help="output format (default: from the -o extension, else csv)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout (- is stdout)")
     p.add_argument("--include-superseded", action="store_true",
                    help="also export epochs replaced by a fallback or a rewind, with a `superseded` column")
 
@@ -265,7 +265,7 @@ def _export(args: argparse.Namespace) -> int:
     columns = leading + sorted(c for c in curve if c not in leading)
     # Render before opening the output, so that a failed query never leaves an empty file behind.
     text = _csv(curve, columns) if fmt == "csv" else json.dumps({c: curve[c] for c in columns}) + "\n"
-    if args.output is None:
+    if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
     try:
@@ -332,7 +332,7 @@ COMMANDS = [
         "or as a JSON object of columns. Floats keep full precision, so they read back exactly. NaN and "
         "infinity are written as nan and inf in CSV, and as the NaN and Infinity tokens in JSON (not "
         "strict JSON, but what Python's json module writes and reads back). A file is written whole or not at all.",
-        "tracker export cnn-baseline -o cnn-baseline.csv\ntracker export cnn-baseline --format json > cnn-baseline.json",
+        "tracker export cnn-baseline -o cnn-baseline.csv\ntracker export cnn-baseline --format json -o - | jq .epoch",
         _export_arguments, _export,
     ),
     Command(
