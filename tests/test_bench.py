@@ -18,7 +18,7 @@ def test_quick_benchmark_runs_and_prints_the_table(tmp_path: Path) -> None:
     header = next((line for line in proc.stdout.splitlines() if line.startswith("row ")), None)
     assert header is not None, proc.stdout
     assert all(word in header for word in ("measurement", "tracker", "baseline", "ratio", "target"))
-    for row in ("1 ", "2a", "3b", "3c", "4b", "5 ", "6 ", "7 ", "8a", "8b", "9a", "9b", "9c", "9d", "9e", "10a", "10b"):
+    for row in ("1 ", "2a", "3b", "3c", "4b", "5 ", "6 ", "7 ", "8a", "8b", "9a", "9b", "9c", "9d", "9e", "10a", "10b", "13"):
         assert any(line.startswith(row) for line in proc.stdout.splitlines()), f"row {row!r} missing:\n{proc.stdout}"
 
 

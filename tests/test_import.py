@@ -196,3 +196,38 @@ def test_format_option_overrides_detection_and_bad_values_are_usage_errors(db, t
     assert exc.value.code == 2
     assert main(["import", str(tmp_path / "missing.json"), "--name", "c", "--db", db]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def quadratic_merge(rows):
+    """The merge of restarts as the import first wrote it (quadratic): the semantics the linear one keeps."""
+    merged, replaced = {}, 0
+    for epoch, values in rows:
+        if merged and epoch <= max(merged):
+            dropped = [e for e in merged if e >= epoch]
+            replaced += len(dropped)
+            for e in dropped:
+                del merged[e]
+        merged[epoch] = values
+    return sorted(merged.items()), replaced
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merging_restarts_keeps_the_later_rows_from_each_restart_on(seed, tmp_path):
+    import random
+
+    from tracker.admin.importer import _merge_restarts
+
+    rng = random.Random(seed)
+    rows, epoch = [], 0
+    for i in range(rng.randint(1, 300)):
+        # Mostly the next epoch; sometimes a restart (back to an earlier or the same epoch), sometimes a gap.
+        epoch = rng.choice([epoch + 1] * 6 + [rng.randint(0, epoch), epoch, epoch + rng.randint(2, 5)])
+        rows.append((epoch, {"loss": float(i)}))
+    assert _merge_restarts(rows, tmp_path / "l.csv") == quadratic_merge(rows)
+
+
+def test_merging_a_restart_to_epoch_0_after_many_replaces_them_all(tmp_path):
+    from tracker.admin.importer import _merge_restarts
+
+    rows = [(e, {"loss": 1.0}) for e in range(5)] + [(0, {"loss": 2.0}), (1, {"loss": 2.0}), (1, {"loss": 3.0}), (7, {"loss": 4.0})]
+    assert _merge_restarts(rows, tmp_path / "l.csv") == ([(0, {"loss": 2.0}), (1, {"loss": 3.0}), (7, {"loss": 4.0})], 6)

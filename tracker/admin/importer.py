@@ -88,18 +88,18 @@ def parse(path: str | os.PathLike[str], fmt: str | None = None) -> tuple[Records
 
 
 def _merge_restarts(rows: Iterable[tuple[int, dict[str, float]]], source: Path) -> tuple[Records, int]:
-    merged: dict[int, dict[str, float]] = {}
+    # The kept epochs always increase (a row drops every kept epoch from its own on), so they form a stack:
+    # each row is pushed once and popped at most once, linear in the rows however the restarts fall.
+    merged: Records = []
     replaced = 0
     for epoch, values in rows:
-        if merged and epoch <= max(merged):
-            dropped = [e for e in merged if e >= epoch]
-            replaced += len(dropped)
-            for e in dropped:
-                del merged[e]
-        merged[epoch] = values
+        while merged and merged[-1][0] >= epoch:
+            merged.pop()
+            replaced += 1
+        merged.append((epoch, values))
     if not merged:
         raise ImportFormatError(f"{source}: holds no epoch; nothing to import.")
-    return sorted(merged.items()), replaced
+    return merged, replaced
 
 
 def _check_name(name: object, where: str) -> str:
