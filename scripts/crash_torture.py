@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tracker
-from tests.support import invariants, serving
+from tests.support import invariants
 from tracker.faults import BOUNDARIES, REWIND_BOUNDARIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         refs = dict(zip(cases, pool.map(lambda c: reference(c, args.backend, with_bar), cases)))
     ours, theirs = {c: r[0] for c, r in refs.items()}, {c: r[1] for c, r in refs.items()}
     print(f"references for {len(cases)} cases in {time.monotonic() - started:.0f}s", flush=True)
+
+    if args.serve:
+        # httpx comes with the test extra: only --serve needs it, so --help and plain runs work without it.
+        from tests.support import serving
 
     def trial(i: int) -> Outcome:
         p = plans[i]

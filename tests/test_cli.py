@@ -369,3 +369,65 @@ def test_export_onto_a_full_disk_leaves_no_truncated_file(record, db, full_disk,
     assert sorted(p.name for p in full_disk.iterdir()) == sorted(["filler", *(["curve.csv"] if previous else [])])
     if previous is not None:
         assert target.read_text() == previous
+
+
+@pytest.mark.parametrize("options", [["-o", "-"], ["--output", "-", "--format", "json"]], ids=["csv", "json"])
+def test_export_dash_means_standard_output(record, db, tmp_path, monkeypatch, capsys, options):
+    record("m", 3, metrics=nan_inf_metrics)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["export", "m", "--db", db, *options]) == 0
+
+    out = capsys.readouterr().out
+    assert not (tmp_path / "-").exists()
+    if "json" in options:
+        assert json.loads(out)["epoch"] == [0, 1, 2]
+    else:
+        assert out.splitlines()[0] == "epoch,loss,val_loss"
+
+
+# -- what a value may do to a terminal -----------------------------------------
+
+#: A tag or note that, printed raw, retitles the terminal (OSC 0) and turns its text red (SGR 31).
+ESCAPES = "\x1b]0;pwned\x07\x1b[31mred"
+ESCAPED = "\\x1b]0;pwned\\x07\\x1b[31mred"
+
+
+def test_list_and_show_print_escape_sequences_escaped_and_json_keeps_them(record, db, capsys):
+    record("r", 2)
+    assert main(["tag", "r", f"k={ESCAPES}", "--db", db]) == 0
+    assert main(["note", "r", f"see {ESCAPES}", "--db", db]) == 0
+    capsys.readouterr()
+
+    for argv in (["list"], ["show", "r"]):
+        assert main([*argv, "--db", db]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x07" not in out, argv
+        assert f"k={ESCAPED}" in out, argv
+    assert main(["show", "r", "--db", db]) == 0
+    assert f"note:         see {ESCAPED}\n" in capsys.readouterr().out
+
+    assert main(["show", "r", "--json", "--db", db]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tags"] == {"k": ESCAPES} and shown["note"] == f"see {ESCAPES}"
+    assert main(["list", "--json", "--db", db]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["tags"] == {"k": ESCAPES}
+
+
+def test_list_cuts_a_long_tag_and_keeps_a_newline_inside_its_row_json_keeps_them_whole(record, db, capsys):
+    record("long", 1)
+    record("lines", 1)
+    assert main(["tag", "long", "blob=" + "x" * 30_000, "--db", db]) == 0
+    assert main(["tag", "lines", "msg=first\nsecond", "--db", db]) == 0
+    capsys.readouterr()
+
+    assert main(["list", "--db", db]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3  # the header and one line per run: the newline did not split a row
+    assert max(len(line) for line in lines) < 300
+    assert "blob=xxx" in lines[1] and lines[1].endswith("...")
+    assert "msg=first\\nsecond" in lines[2]
+    assert main(["list", "--json", "--db", db]) == 0
+    tags = [r["tags"] for r in json.loads(capsys.readouterr().out)]
+    assert tags == [{"blob": "x" * 30_000}, {"msg": "first\nsecond"}]

@@ -223,3 +223,22 @@ def test_each_action_has_help_with_an_example(capsys, action):
     out = capsys.readouterr().out
     assert out.split("Example:\n", 1)[1].startswith(f"  tracker sweep {action}")
     assert "--db DB" in out
+
+
+def test_sweep_views_print_escape_sequences_escaped(record, db, capsys):
+    from tests.support.sweeps import finish_trial
+
+    sweep_id, params = plan_sweep(db, "esc", grid={"act": ["relu\x1b[31m"]})
+    run = record("esc-0", 1, config=params[0], finish="failed")
+    finish_trial(db, sweep_id, 0, run, error="ValueError: \x1b]0;pwned\x07")
+    assert main(["tag", "esc-0", "k=\x1b[2J", "--db", db]) == 0
+    capsys.readouterr()
+
+    for argv in (["sweep", "show", "esc"], ["list", "--sweep", "esc"], ["sweep", "list"]):
+        assert main([*argv, "--db", db]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x07" not in out, argv
+    assert main(["sweep", "show", "esc", "--db", db]) == 0
+    assert "esc-0: ValueError: \\x1b]0;pwned\\x07\n" in capsys.readouterr().out
+    assert main(["list", "--sweep", "esc", "--db", db]) == 0
+    assert "k=\\x1b[2J" in capsys.readouterr().out

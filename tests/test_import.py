@@ -168,9 +168,19 @@ def test_importing_a_name_twice_is_refused_unless_replace(db, ckpt, tmp_path, re
         ("l.csv", "0,1.0\n", "line 1: expected a header starting with 'epoch'"),
         ("l.csv", "epoch,loss\n", "holds no epoch"),
         ("h.json", '[{"epoch": 0, "superseded": 1.0}]', "cannot be named 'superseded'"),
+        ("h.json", '[{"epoch": 1e20, "loss": 1.0}]', 'field "epoch": expected an epoch number (an integer from 0 to 2147483647)'),
+        ("h.json", '[{"epoch": 9223372036854775808, "loss": 1.0}]', "Received: 9223372036854775808"),
+        ("l.csv", "epoch,loss\n9223372036854775808,1.0\n", "line 2, column 'epoch': expected an epoch number"),
+        ("h.json", '[{"epoch": 0, "step": 1.0}]', "cannot be named 'step'"),
+        ("l.csv", "epoch,lo\x00ss\n0,1.0\n", "holds a NUL character"),
+        ("l.csv", "epoch,loss,acc,loss\n0,1.0,0.5,2.0\n", "line 1, header: column 'loss' appears twice"),
+        ("h.json", '[{"epoch": 0, "loss": 1.0, "loss": 2.0}]', "field 'loss' appears twice"),
+        ("l.csv", "epoch,loss,acc\n0,1.0,0.5\n1,0.9", "line 3: has 2 fields, the header has 3. The file ends inside this row"),
     ],
     ids=["json-syntax", "no-epoch", "not-a-number", "negative-epoch", "uneven-lists", "not-a-list",
-         "csv-not-a-number", "csv-extra-field", "csv-no-header", "empty", "reserved-name"],
+         "csv-not-a-number", "csv-extra-field", "csv-no-header", "empty", "reserved-name",
+         "epoch-1e20", "epoch-2**63", "csv-epoch-2**63", "named-step", "csv-nul-in-name", "csv-repeated-column",
+         "json-repeated-field", "csv-cut-off"],
 )
 def test_a_malformed_file_names_the_place_and_writes_nothing(db, tmp_path, capsys, name, content, words):
     path = tmp_path / name
@@ -196,3 +206,56 @@ def test_format_option_overrides_detection_and_bad_values_are_usage_errors(db, t
     assert exc.value.code == 2
     assert main(["import", str(tmp_path / "missing.json"), "--name", "c", "--db", db]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def quadratic_merge(rows):
+    """The merge of restarts as the import first wrote it (quadratic): the semantics the linear one keeps."""
+    merged, replaced = {}, 0
+    for epoch, values in rows:
+        if merged and epoch <= max(merged):
+            dropped = [e for e in merged if e >= epoch]
+            replaced += len(dropped)
+            for e in dropped:
+                del merged[e]
+        merged[epoch] = values
+    return sorted(merged.items()), replaced
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merging_restarts_keeps_the_later_rows_from_each_restart_on(seed, tmp_path):
+    import random
+
+    from tracker.admin.importer import _merge_restarts
+
+    rng = random.Random(seed)
+    rows, epoch = [], 0
+    for i in range(rng.randint(1, 300)):
+        # Mostly the next epoch; sometimes a restart (back to an earlier or the same epoch), sometimes a gap.
+        epoch = rng.choice([epoch + 1] * 6 + [rng.randint(0, epoch), epoch, epoch + rng.randint(2, 5)])
+        rows.append((epoch, {"loss": float(i)}))
+    assert _merge_restarts(rows, tmp_path / "l.csv") == quadratic_merge(rows)
+
+
+def test_merging_a_restart_to_epoch_0_after_many_replaces_them_all(tmp_path):
+    from tracker.admin.importer import _merge_restarts
+
+    rows = [(e, {"loss": 1.0}) for e in range(5)] + [(0, {"loss": 2.0}), (1, {"loss": 2.0}), (1, {"loss": 3.0}), (7, {"loss": 4.0})]
+    assert _merge_restarts(rows, tmp_path / "l.csv") == ([(0, {"loss": 2.0}), (1, {"loss": 3.0}), (7, {"loss": 4.0})], 6)
+
+
+def test_a_complete_last_row_without_a_newline_is_imported(db, tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("epoch,loss\n0,1.0\n1,0.5")
+    assert main(["import", str(path), "--name", "r", "--db", db]) == 0
+    assert tracker.curves("r", db=db)["loss"] == [1.0, 0.5]
+
+
+def test_a_refused_epoch_leaves_no_run_so_a_retry_succeeds(db, tmp_path, capsys):
+    path = tmp_path / "h.json"
+    path.write_text('[{"epoch": 0, "loss": 1.0}, {"epoch": 1e20, "loss": 0.5}]')
+    assert main(["import", str(path), "--name", "r", "--db", db]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+    path.write_text('[{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}]')
+    assert main(["import", str(path), "--name", "r", "--db", db]) == 0
+    assert tracker.curves("r", db=db)["epoch"] == [0, 1]

@@ -32,6 +32,16 @@ def test_a_metric_name_too_long_for_the_database_is_refused_on_every_backend(db,
     assert tracker.curves("r", db=db)["epoch"] == [] and tracker.runs(db)[0].status == "failed"
 
 
+def test_a_metric_name_with_a_nul_is_refused_on_every_backend(db, ckpt):
+    run = tracker.track("r", db=db, checkpoint_dir=ckpt)
+    run.start()
+    run.set_target_epochs(3)
+    with pytest.raises(ValueError, match="Metric name 'lo\\\\x00ss' holds a NUL character"):
+        run.submit_epoch(0, {"loss": 1.0, "lo\x00ss": 2.0}, {"w": np.zeros(2)}, {})
+    run.finish("failed")
+    assert tracker.curves("r", db=db)["epoch"] == []
+
+
 def test_non_numeric_logs_are_skipped_with_one_warning_each(db, ckpt):
     run = tracker.track("r", db=db, checkpoint_dir=ckpt)
     run.start()

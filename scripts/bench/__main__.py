@@ -19,6 +19,7 @@ from scripts.bench.commit import row_commit, row_end_of_epoch
 from scripts.bench.curves import row_curves
 from scripts.bench.fit import row_fit, row_fit_checkpoint_cost
 from scripts.bench.harness import Plan, Table, code_fingerprint, code_version, machine_report, make_plan
+from scripts.bench.importer import row_import
 from scripts.bench.memory import child_rss, row_memory
 from scripts.bench.serve import row_serve
 from scripts.bench.startup import row_open, row_plot
@@ -39,6 +40,7 @@ ROWS: list[tuple[str, str, Callable[[Table, Plan, Path], None]]] = [
     ("10", "rows 2 and 3 under JAX and torch (child processes)", row_backends),
     ("11", "searches: tracker.sweep / its trials one by one; epochs retrained under SIGKILLs", row_sweeps),
     ("12", "team mode: spooled commit / direct; epoch time with the server down / up", row_team),
+    ("13", "tracker import of a long CSV / csv.reader + raw executemany", row_import),
     ("2", "end of epoch: tracker / ModelCheckpoint+CSV", row_end_of_epoch),
     ("3", "epoch wall time: tracked / plain fit", row_fit),
     ("3c", "epoch wall time, 5.8M MLP, 3 s epochs: tracked / plain", row_fit_checkpoint_cost),

@@ -36,12 +36,12 @@ from tracker import settings
 from tracker.errors import TrackerError
 from tracker.process import this_process
 from tracker.records import RunRow, Status
+from tracker.run.metric_values import RESERVED, refused_name
 from tracker.store import Store
 
 FORMATS = ("history-json", "keras-json", "csv", "tensorboard")
-#: Column names the read side uses besides the metrics (issue 10, item 4), and the database's limit on a name.
-_RESERVED = ("epoch", "superseded")
-_MAX_NAME = 255
+#: The largest epoch number every database holds (a 32-bit INTEGER on PostgreSQL).
+_MAX_EPOCH = 2**31 - 1
 #: What CSVLogger writes for a metric missing at an epoch.
 _MISSING = ("", "NA")
 
@@ -88,28 +88,41 @@ def parse(path: str | os.PathLike[str], fmt: str | None = None) -> tuple[Records
 
 
 def _merge_restarts(rows: Iterable[tuple[int, dict[str, float]]], source: Path) -> tuple[Records, int]:
-    merged: dict[int, dict[str, float]] = {}
+    # The kept epochs always increase (a row drops every kept epoch from its own on), so they form a stack:
+    # each row is pushed once and popped at most once, linear in the rows however the restarts fall.
+    merged: Records = []
     replaced = 0
     for epoch, values in rows:
-        if merged and epoch <= max(merged):
-            dropped = [e for e in merged if e >= epoch]
-            replaced += len(dropped)
-            for e in dropped:
-                del merged[e]
-        merged[epoch] = values
+        while merged and merged[-1][0] >= epoch:
+            merged.pop()
+            replaced += 1
+        merged.append((epoch, values))
     if not merged:
         raise ImportFormatError(f"{source}: holds no epoch; nothing to import.")
-    return sorted(merged.items()), replaced
+    return merged, replaced
 
 
 def _check_name(name: object, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise ImportFormatError(f"{where}: a metric name must be a non-empty string. Received: {name!r}.")
-    if name in _RESERVED:
-        raise ImportFormatError(f"{where}: a metric cannot be named {name!r}; tracker uses that name for its own column.")
-    if len(name) > _MAX_NAME:
-        raise ImportFormatError(f"{where}: metric name {name[:40]!r}... has {len(name)} characters. Expected at most {_MAX_NAME}.")
+    # The names training refuses, refused the same way (`tracker.run.metric_values`).
+    if name in RESERVED:
+        raise ImportFormatError(f"{where}: a metric cannot be named {name!r}; tracker uses that name for its own column. Rename it in the file.")
+    refused = refused_name(name)
+    if refused is not None:
+        raise ImportFormatError(f"{where}: {refused}")
     return name
+
+
+def _check_names(names: list[str], where: str) -> list[str]:
+    """The metric names of a header, each checked, refusing one that appears twice."""
+    seen: set[str] = set()
+    for name in names:
+        _check_name(name, where)
+        if name in seen:
+            raise ImportFormatError(f"{where}: column {name!r} appears twice, so which values are its own is unclear. Remove or rename one.")
+        seen.add(name)
+    return names
 
 
 def _number(value: object, where: str) -> float:
@@ -126,20 +139,40 @@ def _epoch(value: object, where: str) -> int:
         raise ImportFormatError(f"{where}: expected an epoch number (an integer >= 0). Received: {value!r}.")
     try:
         epoch = int(value) if not isinstance(value, float) or value.is_integer() else -1
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: int(inf)
         epoch = -1
-    if epoch < 0:
-        raise ImportFormatError(f"{where}: expected an epoch number (an integer >= 0). Received: {value!r}.")
+    if not 0 <= epoch <= _MAX_EPOCH:
+        raise ImportFormatError(f"{where}: expected an epoch number (an integer from 0 to {_MAX_EPOCH}). Received: {value!r}.")
     return epoch
 
 
 def _load_json(path: Path) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_repeated_keys)
     except json.JSONDecodeError as e:
         raise ImportFormatError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg}).") from e
     except UnicodeDecodeError as e:
         raise ImportFormatError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}).") from e
+    except _RepeatedKey as e:
+        raise ImportFormatError(
+            f"{path}: field {e.args[0]!r} appears twice in one object, so which value is its own is unclear. Remove or rename one."
+        ) from e
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads keeps the last of a repeated key silently; a history with one is ambiguous.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return found
 
 
 def _history_json(path: Path) -> list[tuple[int, dict[str, float]]]:
@@ -191,12 +224,18 @@ def _csv(path: Path) -> list[tuple[int, dict[str, float]]]:
                     continue
                 if cells[0] == "epoch":
                     # The first header, or one written again when a restart appended to the log.
-                    header = [cells[0], *(_check_name(c, f"{line}, header") for c in cells[1:])]
+                    header = [cells[0], *_check_names(cells[1:], f"{line}, header")]
                     continue
                 if header is None:
                     raise ImportFormatError(f"{line}: expected a header starting with 'epoch', as CSVLogger writes. Received: {cells!r}.")
                 if len(cells) != len(header):
-                    raise ImportFormatError(f"{line}: has {len(cells)} fields, the header has {len(header)}.")
+                    # A short last row in a file that ends without a newline: a log cut off while it was written.
+                    cut = len(cells) < len(header) and f.read(1) == "" and not _ends_with_newline(path)
+                    raise ImportFormatError(
+                        f"{line}: has {len(cells)} fields, the header has {len(header)}."
+                        + (" The file ends inside this row, without a newline: was it cut off while being written? "
+                           "Remove the row to import the rest." if cut else "")
+                    )
                 epoch = _epoch(cells[0], f"{line}, column 'epoch'")
                 rows.append((epoch, {n: _cell(c, f"{line}, column {n!r}") for n, c in zip(header[1:], cells[1:])}))
     except csv.Error as e:
@@ -204,6 +243,14 @@ def _csv(path: Path) -> list[tuple[int, dict[str, float]]]:
     except UnicodeDecodeError as e:
         raise ImportFormatError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}).") from e
     return rows
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) in (b"\n", b"\r")
 
 
 def _cell(text: str, where: str) -> float:
@@ -243,15 +290,21 @@ def _tensorboard(folder: Path) -> list[tuple[int, dict[str, float]]]:
             name = tag.removeprefix("epoch_")
             name = {"": name, "train": name, "validation": f"val_{name}"}.get(sub, f"{sub}/{name}")
             _check_name(name, f"{where}: tag {tag!r}")
-            scalars[name] = {
-                e.step: float(tensor_util.make_ndarray(e.tensor_proto).item()) for e in accumulator.Tensors(tag)
-            }
+            scalars[name] = {e.step: _scalar(tensor_util.make_ndarray(e.tensor_proto), where, tag, e.step) for e in accumulator.Tensors(tag)}
     if not scalars:
         raise ImportFormatError(f"{folder}: no TensorBoard scalars found (looked for events.out.tfevents.* here and in its subfolders).")
     steps = sorted({step for values in scalars.values() for step in values})
     if steps[0] < 0:
         raise ImportFormatError(f"{folder}: step {steps[0]} cannot be an epoch number (an integer >= 0).")
     return [(step, {n: v[step] for n, v in scalars.items() if step in v}) for step in steps]
+
+
+def _scalar(array: object, where: Path, tag: str, step: int) -> float:
+    if getattr(array, "size", None) != 1:
+        raise ImportFormatError(
+            f"{where}: tag {tag!r}, step {step}: expected a scalar. Received: a tensor of shape {tuple(getattr(array, 'shape', ()))}."
+        )
+    return float(array.item())  # type: ignore[attr-defined]
 
 
 def import_history(

@@ -20,6 +20,7 @@ from pathlib import Path
 from tracker.cli import sweeps
 from tracker.cli.command import Command
 from tracker.cli.text import (
+    TAG_CELL,
     best_text,
     database_display,
     json_default,
@@ -28,6 +29,8 @@ from tracker.cli.text import (
     or_unknown,
     print_pairs,
     print_table,
+    safe_text,
+    tags_text,
 )
 from tracker.durable import replace_atomically
 from tracker.query import attempt_status, curves, effective_status, runs
@@ -60,7 +63,7 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="the run's name")
     p.add_argument("--format", choices=("csv", "json"), help="output format (default: from the -o extension, else csv)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout (- is stdout)")
     p.add_argument("--include-superseded", action="store_true",
                    help="also export epochs replaced by a fallback or a rewind, with a `superseded` column")
 
@@ -110,9 +113,9 @@ def list_runs(args: argparse.Namespace) -> int:
         done = 0 if r.last_epoch is None else r.last_epoch + 1
         trial = [] if not in_sweeps else ["-" if r.sweep is None else f"{r.sweep} #{r.trial}"]
         status = f"{r.status} ({r.behind} behind)" if r.behind else r.status
-        rows.append([r.name, *trial, status, f"{done}/{or_unknown(r.target_epochs)}",
+        rows.append([safe_text(r.name), *trial, status, f"{done}/{or_unknown(r.target_epochs)}",
                      best_text(r.monitor, r.best_value, r.best_epoch), local_time(r.updated_at),
-                     " ".join(f"{k}={v}" for k, v in r.tags.items())])
+                     tags_text(r.tags, TAG_CELL)])
     print_table(rows)
     return 0
 
@@ -192,7 +195,7 @@ def _print_summary(run: RunRow, latest: AttemptRow | None, tags: dict[str, str],
             "none yet" if run.best_epoch is None else f"{number_text(run.best_value)} at epoch {run.best_epoch}"
         )
     print_pairs([
-        ("run", run.name),
+        ("run", safe_text(run.name)),
         ("status", effective_status(run, latest)),
         ("created", local_time(run.created_at, seconds=True)),
         ("updated", local_time(run.updated_at, seconds=True)),
@@ -200,8 +203,8 @@ def _print_summary(run: RunRow, latest: AttemptRow | None, tags: dict[str, str],
         ("monitor", monitor),
         ("checkpoints", run.checkpoint_dir or "none: imported from another tool's log, so it cannot be resumed"),
         ("config", json.dumps(run.config, sort_keys=True)),
-        ("tags", " ".join(f"{k}={v}" for k, v in tags.items()) or "none"),
-        ("note", note or "none"),
+        ("tags", tags_text(tags) or "none"),
+        ("note", safe_text(note) if note else "none"),
     ])
 
 
@@ -211,7 +214,7 @@ def _print_latest_metrics(store: Store, run: RunRow) -> None:
         return
     values = _latest_metrics(store, run)
     print(f"\nmetrics at epoch {run.last_epoch}:")
-    print_pairs([(name, number_text(values[name])) for name in sorted(values)], indent="  ")
+    print_pairs([(safe_text(name), number_text(values[name])) for name in sorted(values)], indent="  ")
 
 
 def _print_attempts(attempts: list[AttemptRow]) -> None:
@@ -220,10 +223,10 @@ def _print_attempts(attempts: list[AttemptRow]) -> None:
         status = attempt_status(a)
         p = a.process
         print(f"  {i}. {local_time(a.started_at, seconds=True)}  {status}  from epoch {a.initial_epoch}  pid {p.pid}@{p.host}")
-        print(f"     command: {shlex.join([p.executable, *p.argv])}")
-        print(f"     cwd:     {p.cwd}")
+        print(f"     command: {safe_text(shlex.join([p.executable, *p.argv]))}")
+        print(f"     cwd:     {safe_text(p.cwd)}")
         if a.error:
-            print(f"     error:   {a.error}")
+            print(f"     error:   {safe_text(a.error)}")
         if a.spool is not None:
             print(f"     spool:   {_spool_text(a)}")
 
@@ -265,7 +268,7 @@ def _export(args: argparse.Namespace) -> int:
     columns = leading + sorted(c for c in curve if c not in leading)
     # Render before opening the output, so that a failed query never leaves an empty file behind.
     text = _csv(curve, columns) if fmt == "csv" else json.dumps({c: curve[c] for c in columns}) + "\n"
-    if args.output is None:
+    if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
     try:
@@ -332,7 +335,7 @@ COMMANDS = [
         "or as a JSON object of columns. Floats keep full precision, so they read back exactly. NaN and "
         "infinity are written as nan and inf in CSV, and as the NaN and Infinity tokens in JSON (not "
         "strict JSON, but what Python's json module writes and reads back). A file is written whole or not at all.",
-        "tracker export cnn-baseline -o cnn-baseline.csv\ntracker export cnn-baseline --format json > cnn-baseline.json",
+        "tracker export cnn-baseline -o cnn-baseline.csv\ntracker export cnn-baseline --format json -o - | jq .epoch",
         _export_arguments, _export,
     ),
     Command(

@@ -14,7 +14,19 @@ import sys
 import textwrap
 
 from tracker.cli.command import DB_HELP, Command
-from tracker.cli.text import best_text, database_display, json_default, local_time, or_unknown, param_text, print_pairs, print_table
+from tracker.cli.text import (
+    TAG_CELL,
+    best_text,
+    database_display,
+    json_default,
+    local_time,
+    or_unknown,
+    param_text,
+    print_pairs,
+    print_table,
+    safe_text,
+    tags_text,
+)
 from tracker.redact import redact
 from tracker.search.report import SweepReport, describe, read_sweep, read_sweeps, searches, spec_text
 from tracker.search.sweep import Trial
@@ -71,8 +83,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [["name", "kind", "trials", "status", "best", "created"]]
     for r in reports:
-        best = "-" if r.best is None else f"{r.best.name} {_value_text(r, r.best)}"
-        rows.append([r.sweep.name, describe(r.sweep), str(len(r.trials)), _counts_text(r), best, local_time(r.sweep.created_at)])
+        best = "-" if r.best is None else f"{safe_text(r.best.name)} {_value_text(r, r.best)}"
+        rows.append([safe_text(r.sweep.name), describe(r.sweep), str(len(r.trials)), _counts_text(r), best, local_time(r.sweep.created_at)])
     print_table(rows)
     return 0
 
@@ -95,23 +107,23 @@ def _show(args: argparse.Namespace) -> int:
     domains = searches(s)
     best = report.best
     print_pairs([
-        ("sweep", s.name),
+        ("sweep", safe_text(s.name)),
         ("kind", describe(s)),
         ("searches", _continued([f"{key} {domain}" for key, domain in domains], len("searches") + 3) if domains else spec_text(s)),
         ("created", local_time(s.created_at, seconds=True)),
         ("trials", f"{len(report.trials)}: {_counts_text(report)}" if report.trials else "none yet"),
-        ("best", "none yet" if best is None else f"{best.name}, {_value_text(report, best)}, with {_params_line(best)}"),
+        ("best", "none yet" if best is None else f"{safe_text(best.name)}, {_value_text(report, best)}, with {_params_line(best)}"),
     ])
     if not report.trials:
         return 0
     params = report.params
-    rows = [["#", "run", *params, "status", "epochs", "value", "monitor", "best epoch"]]
+    rows = [["#", "run", *map(safe_text, params), "status", "epochs", "value", "monitor", "best epoch"]]
     for t in report.trials:
         run = report.rows[t.number].run
         rows.append([
-            str(t.number), t.name, *[param_text(t.params[k]) if k in t.params else "-" for k in params], t.status,
+            str(t.number), safe_text(t.name), *[param_text(t.params[k]) if k in t.params else "-" for k in params], t.status,
             f"{_epochs_done(t)}/{or_unknown(run.target_epochs if run is not None else None)}",
-            _number(t.value), report.source(t) or "-", "-" if t.best_epoch is None else str(t.best_epoch),
+            _number(t.value), safe_text(report.source(t) or "-"), "-" if t.best_epoch is None else str(t.best_epoch),
         ])
     print()
     print_table(rows)
@@ -120,7 +132,7 @@ def _show(args: argparse.Namespace) -> int:
         print("\nerrors of failed trials:")
         for t in failed:
             times = f" ({t.failures} failures)" if t.failures > 1 else ""
-            print(f"  {t.name}{times}: {redact(t.error)}")
+            print(f"  {safe_text(t.name)}{times}: {safe_text(redact(t.error))}")
     return 0
 
 
@@ -154,15 +166,15 @@ def list_trials(args: argparse.Namespace, tags: dict[str, str]) -> int:
         print(f"no trials {'match' if filtered else 'yet'} in sweep {report.sweep.name!r}", file=sys.stderr)
         return 0
     params = report.params
-    rows = [["#", "name", *params, "status", "epochs", "value", "updated", "tags"]]
+    rows = [["#", "name", *map(safe_text, params), "status", "epochs", "value", "updated", "tags"]]
     for t in found:
         row = report.rows[t.number]
         run = row.run
         rows.append([
-            str(t.number), t.name, *[param_text(t.params[k]) if k in t.params else "-" for k in params], t.status,
+            str(t.number), safe_text(t.name), *[param_text(t.params[k]) if k in t.params else "-" for k in params], t.status,
             f"{_epochs_done(t)}/{or_unknown(run.target_epochs if run is not None else None)}", _value_text(report, t),
             local_time(run.updated_at if run is not None else row.updated_at),
-            " ".join(f"{k}={v}" for k, v in _tags(report, t, notes).items()),
+            tags_text(_tags(report, t, notes), TAG_CELL),
         ])
     print_table(rows)
     return 0
@@ -209,12 +221,12 @@ def _value_text(report: SweepReport, t: Trial) -> str:
     if t.value is None or source is None:
         return "-"
     if source != t.monitor or t.best_epoch is None:
-        return f"{source}={format(t.value, '.4g')}"
+        return f"{safe_text(source)}={format(t.value, '.4g')}"
     return best_text(t.monitor, t.value, t.best_epoch)
 
 
 def _params_line(t: Trial) -> str:
-    return ", ".join(f"{k}={param_text(v)}" for k, v in t.params.items()) or "no params"
+    return ", ".join(f"{safe_text(k)}={param_text(v)}" for k, v in t.params.items()) or "no params"
 
 
 def _epochs_done(t: Trial) -> int:

@@ -18,6 +18,9 @@ from datetime import datetime
 from tracker import settings
 from tracker.store import db as dbmod
 
+#: How much of a tag's key and of its value a table shows; ``--json`` and ``show`` give them whole.
+TAG_CELL = 40
+
 
 def database_display(db: str | None) -> str:
     """The database as messages name it: the file path, or the URL with its password masked (the store's own display)."""
@@ -50,7 +53,26 @@ def best_text(monitor: str | None, value: float | None, epoch: int | None) -> st
     """``val_loss=0.52 at epoch 2``, or ``-`` before there is a best epoch."""
     if not monitor or value is None or epoch is None:
         return "-"
-    return f"{monitor}={format(value, '.4g')} at epoch {epoch}"
+    return f"{safe_text(monitor)}={format(value, '.4g')} at epoch {epoch}"
+
+
+def safe_text(text: str, limit: int | None = None) -> str:
+    """``text`` as a terminal may print it: each control or other unprintable character escaped as Python writes
+    it (``\\x1b``, ``\\n``), so that a value can neither retitle nor recolour the terminal nor split a table's row;
+    cut to ``limit`` characters with ``...`` when given. ``--json`` gives values raw and whole.
+
+    Example:
+        >>> safe_text("red\\x1b[31m\\nnext", limit=12)
+        'red\\\\x1b[3...'
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def tags_text(tags: dict[str, str], limit: int | None = None) -> str:
+    """``key=value`` pairs on one line, each key and value escaped (`safe_text`) and, in a table, cut to ``limit``."""
+    return " ".join(f"{safe_text(k, limit)}={safe_text(v, limit)}" for k, v in tags.items())
 
 
 def param_text(value: object, limit: int = 40) -> str:

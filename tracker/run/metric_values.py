@@ -3,8 +3,8 @@
 A log value that is not a single real number (a string, an array, None, a complex)
 is left out with one warning naming it, and training goes on: a bad extra log must
 not end a long run. Names the curves use for their own columns are left out the same
-way. A name too long for the database is refused on every backend alike, at the
-first epoch's logs, before anything of that epoch is written.
+way. A name too long for the database, or holding a NUL, is refused on every backend alike
+(`refused_name`, which ``tracker import`` shares), before anything of that epoch is written.
 
 Example:
     >>> clean = MetricFilter("cnn")
@@ -27,6 +27,20 @@ RESERVED = ("epoch", "superseded", "step")
 MAX_NAME_LENGTH = 255
 
 
+def refused_name(name: str) -> str | None:
+    """Why the database cannot hold ``name`` as a metric's name on every backend, or None if it can.
+
+    Training and ``tracker import`` refuse such a name the same way: too long, or holding a NUL (which
+    PostgreSQL cannot store in text, so that a file on SQLite would not copy to a team server).
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        return (f"Metric name {name[:40]!r}... is {len(name)} characters long; tracker records names of at most "
+                f"{MAX_NAME_LENGTH} characters on every database. Give the metric a shorter name.")
+    if "\0" in name:
+        return f"Metric name {name!r} holds a NUL character, which not every database can store. Give the metric a name without it."
+    return None
+
+
 class MetricFilter:
     """Turns one run's logs into ``{name: float}``, warning once per run about each key it leaves out."""
 
@@ -38,11 +52,9 @@ class MetricFilter:
         values = {}
         for key, raw in logs.items():
             name = str(key)
-            if len(name) > MAX_NAME_LENGTH:
-                raise ValueError(
-                    f"Metric name {name[:40]!r}... is {len(name)} characters long; tracker records names of at most "
-                    f"{MAX_NAME_LENGTH} characters on every database. Give the metric a shorter name."
-                )
+            refused = refused_name(name)
+            if refused is not None:
+                raise ValueError(refused)
             if name in RESERVED:
                 self._skip(name, f"the name is reserved for the curve's own {name!r} column. Rename the metric to record it")
                 continue

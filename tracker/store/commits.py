@@ -229,21 +229,20 @@ class Commits(Writers):
         last = rows[-1][0]
         with self._write() as conn:
             self._fence(conn, run, attempt_id, t, last_epoch=last, best_epoch=best_epoch, best_value=best_value)
-            ids = conn.execute(
-                epochs.insert().returning(epochs.c.id, sort_by_parameter_order=True),
-                [
-                    {"run_id": run.id, "attempt_id": attempt_id, "epoch": epoch, "committed_at": t,
-                     "checkpoint_deleted": False, "superseded": False}
-                    for epoch, _ in rows
-                ],
-            ).scalars().all()
-            metric_rows = [
-                {"epoch_id": epoch_id, "name": k, "run_id": run.id, "epoch": epoch, "value": _db_value(v), "superseded": False}
+            _insert_many(conn, epochs, ("run_id", "attempt_id", "epoch", "committed_at", "checkpoint_deleted", "superseded"),
+                         [(run.id, attempt_id, epoch, t, False, False) for epoch, _ in rows])
+            # Read the ids back rather than RETURNING them row by row: the new rows are this attempt's from the first epoch on.
+            ids = [i for (i,) in conn.execute(
+                sa.select(epochs.c.id)
+                .where(epochs.c.run_id == run.id, epochs.c.attempt_id == attempt_id, epochs.c.epoch >= rows[0][0])
+                .order_by(epochs.c.epoch)
+            )]
+            assert len(ids) == len(rows), (len(ids), len(rows))
+            _insert_many(conn, metrics, ("epoch_id", "name", "run_id", "epoch", "value", "superseded"), [
+                (epoch_id, k, run.id, epoch, _db_value(v), False)
                 for epoch_id, (epoch, values) in zip(ids, rows)
                 for k, v in values.items()
-            ]
-            if metric_rows:
-                conn.execute(metrics.insert(), metric_rows)
+            ])
         return dataclasses.replace(run, last_epoch=last, best_epoch=best_epoch, best_value=best_value, updated_at=t)
 
     def supersede(self, run: RunRow, attempt_id: int | None, at: Position) -> int:
@@ -350,3 +349,35 @@ class Commits(Writers):
             else:
                 savepoint.commit()
         return [FileInfo(p, kept[p].checkpoint_size, kept[p].checkpoint_sha256) for p in doomed]
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert ``rows`` (values in the order of ``columns``) in the connection's transaction.
+
+    On a driver with positional parameters (SQLite) the rows go straight to its cursor's ``executemany``: for an
+    import's million rows, SQLAlchemy's handling of each row's parameters is most of the time. A column whose type
+    converts its values for the driver (a datetime, a bool) converts each distinct value once: here they are constants.
+    Elsewhere, as usual.
+    """
+    if not rows:
+        return
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(columns))
+    if not compiled.positional or tuple(compiled.positiontup or ()) != columns:
+        conn.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+        return
+    processors = {i: p for i, c in enumerate(columns) if (p := table.c[c].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)) is not None}
+    if processors:
+        memo: dict[tuple[int, object], object] = {}
+
+        def driver_row(row: tuple) -> tuple:
+            return tuple(
+                v if i not in processors else memo[i, v] if (i, v) in memo else memo.setdefault((i, v), processors[i](v))
+                for i, v in enumerate(row)
+            )
+
+        rows = [driver_row(row) for row in rows]
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(compiled.string, rows)
+    finally:
+        cursor.close()
